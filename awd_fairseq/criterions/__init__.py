@@ -1,0 +1,1 @@
+from . import awd_split_cross_entropy  # noqa: F401

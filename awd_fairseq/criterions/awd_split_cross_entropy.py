@@ -1,0 +1,82 @@
+"""`awd_split_cross_entropy`: cross-entropy through the model's (split) softmax plus the
+activation regularisation (AR) and temporal activation regularisation (TAR) of Merity et al. 2017
+(arXiv 1708.02182, sec. 4.6), as salesforce/awd-lstm-lm main.py adds them:
+
+    loss = mean CE + alpha * mean(dropped_h_L ** 2) + beta * mean((raw_h_L[t+1] - raw_h_L[t]) ** 2)
+
+where h_L is the last layer's output, after (AR) or before (TAR) its locked dropout. fairseq sums
+the losses of all micro-batches and ranks and divides by the summed sample size (tokens), so each
+window contributes `sum CE + ntokens * (alpha * AR + beta * TAR)`: with one window this is the
+original's loss exactly, and with equal-sized windows on several ranks it is the same mean.
+
+AR and TAR are training-only (as in the original); the logged `loss` / `ppl` are the
+cross-entropy alone, which is what selects checkpoints; `ar` and `tar` are logged on their own.
+"""
+import math
+from dataclasses import dataclass, field
+
+import torch
+from fairseq import metrics
+from fairseq.criterions import FairseqCriterion, register_criterion
+from fairseq.dataclass import FairseqDataclass
+
+
+@dataclass
+class AWDSplitCrossEntropyConfig(FairseqDataclass):
+    alpha: float = field(default=2.0, metadata={"help": "AR weight on the last layer's dropped output"})
+    beta: float = field(default=1.0, metadata={"help": "TAR weight on the last layer's raw output"})
+
+
+def activation_regularization(dropped_output: torch.Tensor) -> torch.Tensor:
+    return dropped_output.pow(2).mean()
+
+
+def temporal_activation_regularization(raw_output: torch.Tensor) -> torch.Tensor:
+    # raw_output: (B, T, H); differences along time
+    return (raw_output[:, 1:] - raw_output[:, :-1]).pow(2).mean()
+
+
+@register_criterion("awd_split_cross_entropy", dataclass=AWDSplitCrossEntropyConfig)
+class AWDSplitCrossEntropyCriterion(FairseqCriterion):
+    def __init__(self, task, alpha: float, beta: float):
+        super().__init__(task)
+        self.alpha, self.beta = alpha, beta
+
+    def forward(self, model, sample, reduce=True):
+        features, extra = model(**sample["net_input"], features_only=True)
+        target = model.get_targets(sample, (features, extra))  # (B, T)
+        nll = -model.decoder.target_log_probs(features, target).sum()
+        ntokens = sample["ntokens"]
+        loss = nll
+        logging_output = {
+            "loss": nll.detach(),
+            "ntokens": ntokens,
+            "nsentences": sample["nsentences"],
+            "sample_size": ntokens,
+        }
+        if model.training:
+            if self.alpha:
+                ar = activation_regularization(extra["dropped_output"])
+                loss = loss + ntokens * self.alpha * ar
+                logging_output["ar"] = ar.detach() * ntokens
+            if self.beta and extra["raw_output"].size(1) > 1:
+                tar = temporal_activation_regularization(extra["raw_output"])
+                loss = loss + ntokens * self.beta * tar
+                logging_output["tar"] = tar.detach() * ntokens
+        return loss, ntokens, logging_output
+
+    @staticmethod
+    def reduce_metrics(logging_outputs) -> None:
+        def total(key):
+            return sum(float(log.get(key, 0)) for log in logging_outputs)
+
+        loss, ntokens = total("loss"), total("ntokens")
+        metrics.log_scalar("loss", loss / max(ntokens, 1) / math.log(2), ntokens, round=3)
+        metrics.log_derived("ppl", lambda meters: 2 ** meters["loss"].avg)
+        for key in ("ar", "tar"):
+            if any(key in log for log in logging_outputs):
+                metrics.log_scalar(key, total(key) / max(ntokens, 1), ntokens, round=4)
+
+    @staticmethod
+    def logging_outputs_can_be_summed() -> bool:
+        return True

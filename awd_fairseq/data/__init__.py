@@ -1,0 +1,1 @@
+"""Corpus preparation for awd_fairseq (raw text -> fairseq data-bin). Registers nothing with fairseq."""

@@ -1,0 +1,1 @@
+from . import awd_lstm  # noqa: F401

@@ -1,0 +1,149 @@
+"""The `awd_lstm` model: AWD-LSTM of Merity, Keskar and Socher, "Regularizing and Optimizing LSTM
+Language Models" (arXiv 1708.02182), after salesforce/awd-lstm-lm model.py.
+
+The flags keep the original README's names (`--emsize --nhid --nlayers --dropout --dropouth
+--dropouti --dropoute --wdrop --tied`), so its commands translate one-to-one; see README.md for
+the mapping of the remaining flags. The dataclass defaults are the original's PTB recipe
+(`python main.py --batch_size 20 --data data/penn --dropouti 0.4 --dropouth 0.25 ...`); the
+named architectures below override only what their recipe changes.
+"""
+from dataclasses import dataclass, field
+
+from fairseq.dataclass import FairseqDataclass
+from fairseq.models import FairseqLanguageModel, register_model, register_model_architecture
+
+from ..modules.lstm_layer import LSTMLayer
+from ..modules.split_softmax import default_cutoffs
+from .recurrent_decoder import RecurrentLMDecoder
+
+
+@dataclass
+class RecurrentLMConfig(FairseqDataclass):
+    """Options shared by `awd_lstm` and `qrnn` (the original main.py's model flags)."""
+
+    emsize: int = field(default=400, metadata={"help": "word embedding size (= last layer's size when tied)"})
+    nhid: int = field(default=1150, metadata={"help": "hidden size of every layer but the last"})
+    nlayers: int = field(default=3, metadata={"help": "number of recurrent layers"})
+    dropout: float = field(default=0.4, metadata={"help": "locked dropout on the last layer's output"})
+    dropouth: float = field(default=0.25, metadata={"help": "locked dropout between recurrent layers"})
+    dropouti: float = field(default=0.4, metadata={"help": "locked dropout on the embedding output"})
+    dropoute: float = field(default=0.1, metadata={"help": "embedding dropout: fraction of word types dropped"})
+    wdrop: float = field(default=0.5, metadata={"help": "DropConnect on the recurrent weight matrices"})
+    tied: bool = field(
+        default=True,
+        metadata={
+            "help": "tie input and output embeddings (on by default). As in the original, whose flag "
+            "is `action='store_false'`, passing --tied turns tying OFF"
+        },
+    )
+    split_softmax_cutoffs: str = field(
+        default="auto",
+        metadata={
+            "help": "split-softmax cluster boundaries, comma separated (e.g. 2800,20000,130000); "
+            "'auto' applies the original's rule (none up to 75k words), 'none' disables"
+        },
+    )
+
+
+def parse_cutoffs(spec: str, vocab_size: int):
+    spec = spec.strip().lower()
+    if spec == "auto":
+        return default_cutoffs(vocab_size)
+    if spec in ("", "none"):
+        return []
+    try:
+        return [int(x) for x in spec.split(",")]
+    except ValueError:
+        raise ValueError(f"--split-softmax-cutoffs must be 'auto', 'none' or comma-separated integers, got {spec!r}")
+
+
+def layer_sizes(cfg: RecurrentLMConfig):
+    """emsize -> nhid -> ... -> nhid -> emsize (the last layer is emsize wide when tied)."""
+    last = cfg.emsize if cfg.tied else cfg.nhid
+    return [cfg.emsize] + [cfg.nhid] * (cfg.nlayers - 1) + [last]
+
+
+class RecurrentLanguageModel(FairseqLanguageModel):
+    """Base of `awd_lstm` and `qrnn`; subclasses say how to build one layer."""
+
+    @classmethod
+    def build_layer(cls, cfg, index: int, input_size: int, hidden_size: int):
+        raise NotImplementedError
+
+    @classmethod
+    def build_model(cls, cfg, task):
+        if cfg.nlayers < 1:
+            raise ValueError("--nlayers must be at least 1")
+        dictionary = task.target_dictionary
+        sizes = layer_sizes(cfg)
+        layers = [cls.build_layer(cfg, i, sizes[i], sizes[i + 1]) for i in range(cfg.nlayers)]
+        decoder = RecurrentLMDecoder(
+            dictionary,
+            layers,
+            embed_dim=cfg.emsize,
+            dropout=cfg.dropout,
+            dropouth=cfg.dropouth,
+            dropouti=cfg.dropouti,
+            dropoute=cfg.dropoute,
+            tied=cfg.tied,
+            split_softmax_cutoffs=parse_cutoffs(cfg.split_softmax_cutoffs, len(dictionary)),
+        )
+        return cls(decoder)
+
+    def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
+        key = "decoder.embed_tokens.weight"
+        ours = self.decoder.embed_tokens.weight.size(0)
+        if key in state_dict and state_dict[key].size(0) != ours:
+            raise ValueError(
+                f"the checkpoint's vocabulary has {state_dict[key].size(0)} entries but the data "
+                f"directory's dict.txt gives {ours}: point the data argument at the fairseq-preprocess "
+                "output the model was trained on"
+            )
+        return super().load_state_dict(state_dict, strict=strict, model_cfg=model_cfg, args=args)
+
+
+@register_model("awd_lstm", dataclass=RecurrentLMConfig)
+class AWDLSTMModel(RecurrentLanguageModel):
+    @classmethod
+    def build_layer(cls, cfg, index, input_size, hidden_size):
+        return LSTMLayer(input_size, hidden_size, weight_drop=cfg.wdrop)
+
+
+def _set_default(args, name, value):
+    # Model flags are parsed with argparse.SUPPRESS: only what the user did not give is missing.
+    if not hasattr(args, name):
+        setattr(args, name, value)
+
+
+# `--arch awd_lstm` (registered with the model) is the PTB recipe: the dataclass defaults.
+
+
+@register_model_architecture("awd_lstm", "awd_lstm_wt2")
+def awd_lstm_wt2(args):
+    """`python main.py --epochs 750 --data data/wikitext-2 --dropouth 0.2 --seed 1882`; dropouti is
+    the original main.py default (0.65)."""
+    _set_default(args, "dropouth", 0.2)
+    _set_default(args, "dropouti", 0.65)
+
+
+@register_model_architecture("awd_lstm", "awd_lstm_pennchar")
+def awd_lstm_pennchar(args):
+    """`main.py --nlayers 3 --emsize 200 --nhid 1000 --dropoute 0 --dropouth 0.25 --dropouti 0.1
+    --dropout 0.1 --wdrop 0.5 ...` (the PTB character-level recipe)."""
+    _set_default(args, "emsize", 200)
+    _set_default(args, "nhid", 1000)
+    _set_default(args, "dropoute", 0.0)
+    _set_default(args, "dropouti", 0.1)
+    _set_default(args, "dropout", 0.1)
+
+
+@register_model_architecture("awd_lstm", "awd_lstm_enwik8")
+def awd_lstm_enwik8(args):
+    """`main.py --nlayers 3 --emsize 400 --nhid 1840 --dropoute 0 --dropouth 0.1 --dropouti 0.1
+    --dropout 0.1 --wdrop 0.2 ...` (the enwik8 recipe)."""
+    _set_default(args, "nhid", 1840)
+    _set_default(args, "dropoute", 0.0)
+    _set_default(args, "dropouth", 0.1)
+    _set_default(args, "dropouti", 0.1)
+    _set_default(args, "dropout", 0.1)
+    _set_default(args, "wdrop", 0.2)

@@ -1,0 +1,150 @@
+"""The decoder shared by `awd_lstm` and `qrnn`: the AWD-LSTM forward pass of Merity et al. 2017
+(arXiv 1708.02182, sec. 4; salesforce/awd-lstm-lm model.py `RNNModel.forward`) around any stack
+of recurrent layers that map `(x (T, B, in), state) -> (y (T, B, out), state)`.
+
+    tokens (B, T)
+      -> embedding with embedding dropout (dropoute)           # whole word types dropped
+      -> locked dropout (dropouti)                              # one mask per stream
+      -> layer 1 -> locked dropout (dropouth) -> ... -> layer L # raw_output = layer L's output
+      -> locked dropout (dropout)                               # features = dropped output
+      -> tied output embedding + (split) softmax
+
+Recurrent state comes from, and goes back to, exactly one place per call: fairseq's
+`incremental_state` when generating, else the task's `StreamState` when reading a stream in BPTT
+windows, else zeros (and nothing is kept).
+"""
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from fairseq.models import FairseqIncrementalDecoder
+from torch import Tensor, nn
+
+from ..modules.embedding_dropout import EmbeddingDropout
+from ..modules.locked_dropout import LockedDropout
+from ..modules.split_softmax import SplitSoftmax
+from ..modules.stream_state import StreamState, detach_state
+
+State = Dict[str, Tensor]
+
+
+class RecurrentLMDecoder(FairseqIncrementalDecoder):
+    supports_stream_state = True  # the task may pass a StreamState (see tasks/awd_language_modeling.py)
+
+    def __init__(
+        self,
+        dictionary,
+        layers: Sequence[nn.Module],
+        embed_dim: int,
+        dropout: float,
+        dropouth: float,
+        dropouti: float,
+        dropoute: float,
+        tied: bool,
+        split_softmax_cutoffs: Sequence[int],
+    ):
+        super().__init__(dictionary)
+        vocab_size = len(dictionary)
+        out_dim = layers[-1].hidden_size
+        if tied and out_dim != embed_dim:
+            raise ValueError(f"tied embeddings need the last layer's size ({out_dim}) to equal --emsize ({embed_dim})")
+        self.embed_tokens = nn.Embedding(vocab_size, embed_dim)
+        nn.init.uniform_(self.embed_tokens.weight, -0.1, 0.1)
+        self.embedding_dropout = EmbeddingDropout(self.embed_tokens, dropoute)
+        self.dropout_input = LockedDropout(dropouti)
+        self.dropout_hidden = LockedDropout(dropouth)
+        self.dropout_output = LockedDropout(dropout)
+        self.layers = nn.ModuleList(layers)
+        if tied:
+            self.output_weight = None  # the input embedding's weight, read at call time
+        else:
+            self.output_weight = nn.Parameter(torch.empty(vocab_size, out_dim).uniform_(-0.1, 0.1))
+        self.output_bias = nn.Parameter(torch.zeros(vocab_size))
+        self.softmax = SplitSoftmax(out_dim, vocab_size, split_softmax_cutoffs)
+
+    # -- recurrent state ---------------------------------------------------------------------
+
+    def _split_state(self, state: Optional[State]) -> List[Optional[tuple]]:
+        if state is None:
+            return [None] * len(self.layers)
+        return [tuple(state[f"{i}.{n}"] for n in layer.state_names) for i, layer in enumerate(self.layers)]
+
+    def _join_state(self, per_layer: List[tuple]) -> State:
+        return {
+            f"{i}.{n}": t
+            for i, (layer, tensors) in enumerate(zip(self.layers, per_layer))
+            for n, t in zip(layer.state_names, tensors)
+        }
+
+    def reorder_incremental_state(self, incremental_state, new_order: Tensor) -> None:
+        state = self.get_incremental_state(incremental_state, "rnn_state")
+        if state is not None:
+            state = {k: v.index_select(0, new_order) for k, v in state.items()}
+            self.set_incremental_state(incremental_state, "rnn_state", state)
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        prev_output_tokens: Tensor,
+        src_lengths: Optional[Tensor] = None,
+        incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]] = None,
+        stream_state: Optional[StreamState] = None,
+        features_only: bool = False,
+        **unused,
+    ):
+        if incremental_state is not None:
+            state = self.get_incremental_state(incremental_state, "rnn_state")
+            if state is not None:  # the earlier tokens are already folded into the state
+                prev_output_tokens = prev_output_tokens[:, -1:]
+        elif stream_state is not None:
+            state = stream_state.hidden
+            if state is not None:  # a no-op but after a resume, where it was saved on the CPU
+                state = {k: v.to(prev_output_tokens.device) for k, v in state.items()}
+        else:
+            state = None
+
+        features, raw_output, new_state = self.extract_features(prev_output_tokens, state)
+
+        if incremental_state is not None:
+            self.set_incremental_state(incremental_state, "rnn_state", new_state)
+        elif stream_state is not None:
+            stream_state.hidden = detach_state(new_state)
+
+        extra = {"raw_output": raw_output, "dropped_output": features, "state": new_state}
+        if features_only:
+            return features, extra
+        return self.output_layer(features), extra
+
+    def extract_features(self, tokens: Tensor, state: Optional[State]):
+        x = self.embedding_dropout(tokens.t())  # (T, B, E): time-major inside
+        x = self.dropout_input(x)
+        new_states = []
+        for i, (layer, layer_state) in enumerate(zip(self.layers, self._split_state(state))):
+            x, layer_new = layer(x, layer_state)
+            new_states.append(layer_new)
+            if i < len(self.layers) - 1:
+                x = self.dropout_hidden(x)
+        raw_output = x.transpose(0, 1)  # (B, T, H)
+        features = self.dropout_output(x).transpose(0, 1)  # (B, T, H)
+        return features, raw_output, self._join_state(new_states)
+
+    # -- output distribution -----------------------------------------------------------------
+
+    def _output_weight(self) -> Tensor:
+        return self.embed_tokens.weight if self.output_weight is None else self.output_weight
+
+    def output_layer(self, features: Tensor) -> Tensor:
+        """Normalised log-probabilities (B, T, V); fairseq's `get_normalized_probs` re-normalises
+        them, which leaves them unchanged (and makes sampling temperatures work as usual)."""
+        flat = features.reshape(-1, features.size(-1))
+        lprobs = self.softmax.log_probs(flat, self._output_weight(), self.output_bias)
+        return lprobs.view(*features.shape[:-1], -1)
+
+    def target_log_probs(self, features: Tensor, target: Tensor) -> Tensor:
+        """log p(target) for features (B, T, H) and target (B, T), flattened to (B*T,), computing
+        only the softmax blocks the targets need (split softmax)."""
+        flat = features.reshape(-1, features.size(-1))
+        return self.softmax.target_log_probs(flat, self._output_weight(), self.output_bias, target.reshape(-1))
+
+    def max_positions(self) -> int:
+        return int(1e6)  # recurrent: no positional limit

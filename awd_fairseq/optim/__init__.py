@@ -1,0 +1,1 @@
+from . import nt_asgd  # noqa: F401

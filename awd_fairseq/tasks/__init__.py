@@ -1,0 +1,1 @@
+from . import awd_language_modeling  # noqa: F401

@@ -1,0 +1,79 @@
+"""A split's token stream laid out as contiguous streams and cut into BPTT windows.
+
+fairseq-preprocess gives the split as lines, each ending in `</s>` (the original's `<eos>`).
+We read them in order into one stream, put one `</s>` in front so that the first real token is
+scored too, and lay the stream out as in the original `batchify` (and pytorch/examples'
+word_language_model), with `B = streams per rank x ranks` columns:
+
+    stream:  a b c d e f g h i j k l m n o p q r s t u v w x (y z: dropped, N = len // B)
+
+    B = 4    col 0  col 1  col 2  col 3        rank r reads columns [r*b, (r+1)*b)
+    row 0      a      g      m      s
+    row 1      b      h      n      t          a window (start=1, length=2) gives
+    row 2      c      i      o      u            inputs  rows 1..2:  b h n t / c i o u
+    row 3      d      j      p      v            targets rows 2..3:  c i o u / d j p v
+    row 4      e      k      q      w
+    row 5      f      l      r      x
+
+Each column is read top to bottom over the epoch, one window after the other, so the recurrent
+state at the end of a window is the right start for the next window of the same column.
+The dataset is indexed by windows `(start, length)`; batches hold exactly one window.
+"""
+from typing import List, Tuple
+
+import torch
+from fairseq.data import FairseqDataset
+from torch import Tensor
+
+
+def batchify(stream: Tensor, num_streams: int) -> Tensor:
+    """(len,) -> (N, num_streams): column j is stream[j*N:(j+1)*N], the tail is dropped."""
+    rows = stream.numel() // num_streams
+    return stream[: rows * num_streams].view(num_streams, rows).t().contiguous()
+
+
+class BPTTWindowDataset(FairseqDataset):
+    def __init__(self, stream: Tensor, streams_per_rank: int, rank: int = 0, world_size: int = 1, bptt: int = 70):
+        super().__init__()
+        matrix = batchify(stream, streams_per_rank * world_size)
+        self.data = matrix[:, rank * streams_per_rank : (rank + 1) * streams_per_rank].contiguous()  # (N, b)
+        self.bptt = bptt
+
+    @property
+    def num_rows(self) -> int:
+        return self.data.size(0)
+
+    def __getitem__(self, window: Tuple[int, int]):
+        start, length = window
+        return {
+            "start": start,
+            "source": self.data[start : start + length],  # (T, b)
+            "target": self.data[start + 1 : start + 1 + length],  # (T, b)
+        }
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def collater(self, items: List[dict]):
+        if len(items) != 1:
+            raise ValueError("a BPTT batch holds exactly one window")
+        item = items[0]
+        src = item["source"].t().contiguous()  # (b, T)
+        b, length = src.shape
+        return {
+            "id": torch.arange(b),
+            "nsentences": b,
+            "ntokens": b * length,
+            "net_input": {"src_tokens": src, "src_lengths": torch.full((b,), length, dtype=torch.long)},
+            "target": item["target"].t().contiguous(),
+            # stream offsets of the window's inputs; the task seeks / commits its StreamState here
+            "window": torch.tensor([item["start"], item["start"] + length]),
+            # the original scales the learning rate of a window by seq_len / bptt
+            "lr_scale": length / self.bptt,
+        }
+
+    def num_tokens(self, index) -> int:
+        return index[1] * self.data.size(1)
+
+    def size(self, index) -> int:
+        return index[1]
