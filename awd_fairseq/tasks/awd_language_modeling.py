@@ -24,8 +24,10 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
 from ..modules.stream_state import StreamState
+from ..optim.nt_asgd import nt_asgd_inside
 from .bptt_dataset import BPTTWindowDataset
 from .bptt_schedule import fixed_windows, variable_windows
+from .lm_inference import LMInferenceMixin
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +105,13 @@ class StatefulWindowIterator:
 
 
 @register_task("awd_language_modeling", dataclass=AWDLanguageModelingConfig)
-class AWDLanguageModelingTask(FairseqTask):
+class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
     def __init__(self, cfg: AWDLanguageModelingConfig, dictionary: Dictionary):
         super().__init__(cfg)
         self.dictionary = dictionary
         self.streams = {}  # split -> StreamState
         self._lr_scales = []  # seq_len / bptt of the windows of the current update
+        self._nt_asgd = None  # the NT-ASGD optimizer seen at the last train step (see _use_raw_weights)
 
     @classmethod
     def setup_task(cls, cfg: AWDLanguageModelingConfig, **kwargs):
@@ -234,6 +237,7 @@ class AWDLanguageModelingTask(FairseqTask):
         return state
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
+        self._use_raw_weights(optimizer)
         state = None
         if not self.cfg.reset_state_every_window:
             state = self._attach_state(sample, model, self.cfg.train_subset)
@@ -261,6 +265,23 @@ class AWDLanguageModelingTask(FairseqTask):
             super().optimizer_step(optimizer, model, update_num)
         finally:
             optimizer.set_lr(lr)
+
+    # -- NT-ASGD (awd_fairseq/optim/nt_asgd.py): validation and the checkpoints written after it
+    # -- see the averaged weights, training the raw iterate; no-ops for other optimizers
+
+    def _use_raw_weights(self, optimizer):
+        self._nt_asgd = nt_asgd_inside(optimizer)
+        if self._nt_asgd is not None:
+            self._nt_asgd.begin_train_step()
+
+    def begin_valid_epoch(self, epoch, model):
+        super().begin_valid_epoch(epoch, model)
+        if self._nt_asgd is not None:
+            self._nt_asgd.begin_validation(epoch)
+
+    def post_validate(self, model, stats, agg):
+        if self._nt_asgd is not None:
+            self._nt_asgd.end_validation(stats)
 
     # -- checkpointed state: the training stream's state, so a mid-epoch resume carries on --
 
