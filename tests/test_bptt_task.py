@@ -1,0 +1,139 @@
+"""The stateful BPTT task against the original's formulas written out (salesforce/awd-lstm-lm
+main.py `batchify`, `get_batch`, `train()`), and its state handling."""
+import numpy as np
+import pytest
+import torch
+from fairseq.data import Dictionary
+
+from awd_fairseq.modules.stream_state import StreamState
+from awd_fairseq.tasks.awd_language_modeling import AWDLanguageModelingConfig, AWDLanguageModelingTask
+from awd_fairseq.tasks.bptt_dataset import BPTTWindowDataset, batchify
+from awd_fairseq.tasks.bptt_schedule import fixed_windows, variable_windows
+
+
+def test_batchify_is_the_originals_column_layout():
+    stream = torch.arange(103)
+    data = batchify(stream, 4)
+    rows = 103 // 4
+    assert data.shape == (rows, 4)
+    for i in range(rows):
+        for j in range(4):
+            assert data[i, j] == stream[j * rows + i]  # column j is the j-th contiguous piece
+
+
+def test_ranks_read_disjoint_columns_of_the_global_layout():
+    stream = torch.arange(1000)
+    full = batchify(stream, 6)
+    parts = [BPTTWindowDataset(stream, 3, rank=r, world_size=2).data for r in range(2)]
+    assert torch.equal(torch.cat(parts, dim=1), full)
+
+
+def test_window_inputs_and_targets_are_get_batch():
+    ds = BPTTWindowDataset(torch.arange(200), 4, bptt=7)
+    sample = ds.collater([ds[(10, 7)]])
+    src, tgt = sample["net_input"]["src_tokens"], sample["target"]
+    # get_batch(source, i=10, seq_len=7): data = source[i:i+7], target = source[i+1:i+8]
+    assert torch.equal(src, ds.data[10:17].t()) and torch.equal(tgt, ds.data[11:18].t())
+    assert sample["window"].tolist() == [10, 17] and sample["lr_scale"] == 1.0
+
+
+def original_train_schedule(n, bptt, rng):
+    """main.py train(), with `np.random` replaced by a seeded generator."""
+    out, i = [], 0
+    while i < n - 1 - 1:
+        bptt_ = bptt if rng.random() < 0.95 else bptt / 2.0
+        seq_len = max(5, int(rng.normal(bptt_, 5)))
+        seq_len = min(seq_len, n - 1 - i)  # get_batch
+        out.append((i, seq_len))
+        i += seq_len
+    return out
+
+
+def test_variable_schedule_matches_the_original_loop():
+    got = variable_windows(5000, 70, seed=3, epoch=2)
+    assert got == original_train_schedule(5000, 70, np.random.default_rng([3, 2]))
+    # every target row is visited exactly once: windows tile rows 1 .. n-1
+    assert got[0][0] == 0 and all(a[0] + a[1] == b[0] for a, b in zip(got, got[1:]))
+    assert got[-1][0] + got[-1][1] == 4999
+
+
+def test_variable_schedule_statistics_and_seeding():
+    lengths = [l for s in range(20) for _, l in variable_windows(20000, 70, seed=s, epoch=1)[:-1]]
+    halves = np.mean([l < 52 for l in lengths])  # N(35, 5) draws are below 52, N(70, 5) ones above
+    assert 0.03 < halves < 0.07 and min(lengths) >= 5
+    assert variable_windows(3000, 70, 1, 1) == variable_windows(3000, 70, 1, 1)
+    assert variable_windows(3000, 70, 1, 1) != variable_windows(3000, 70, 1, 2)
+    assert max(l for _, l in variable_windows(20000, 70, 0, 1, max_extra=3)) <= 73
+
+
+def test_fixed_schedule_is_range_bptt():
+    assert fixed_windows(23, 10) == [(0, 10), (10, 10), (20, 2)]
+
+
+def test_stream_state_replay_reads_the_same_state():
+    state = StreamState(history=4)
+    h = lambda v: {"x": torch.tensor([float(v)])}  # noqa: E731
+    state.seek(0)
+    assert state.hidden is None
+    state.hidden = h(1)
+    state.commit(10)
+    for _ in range(2):  # a step run twice (NaN detector, AMP retry) starts from the same state
+        state.seek(10)
+        assert state.hidden["x"].item() == 1
+        state.hidden = h(2)
+        state.commit(20)
+    state.seek(20)
+    assert state.hidden["x"].item() == 2
+    state.seek(0)  # a new pass starts from zeros
+    assert state.hidden is None
+
+
+@pytest.fixture
+def task(tiny_bin):
+    cfg = AWDLanguageModelingConfig(data=str(tiny_bin), bptt=20, seed=1, train_subset="train")
+    t = AWDLanguageModelingTask.setup_task(cfg)
+    for split in ("train", "valid"):
+        t.load_dataset(split)
+    return t
+
+
+def _windows(itr):
+    return [tuple(s["window"].tolist()) for s in itr]
+
+
+def test_stream_is_eos_then_every_line(task, tiny_bin):
+    from fairseq.data import data_utils
+
+    lines = data_utils.load_indexed_dataset(str(tiny_bin / "train"), task.dictionary)
+    expected = torch.cat([torch.tensor([task.dictionary.eos()])] + [lines[i] for i in range(len(lines))])
+    assert torch.equal(task.dataset("train").tokens, expected)
+
+
+def test_workers_and_resume_keep_the_stream_order(task):
+    ds = task.dataset("train")
+
+    def itr(workers, epoch=1):
+        return task.get_batch_iterator(ds, max_sentences=10, seed=1, num_workers=workers, epoch=epoch)
+
+    reference = _windows(itr(0).next_epoch_itr(shuffle=True))
+    assert _windows(itr(2).next_epoch_itr(shuffle=True)) == reference
+    # interrupted after 5 windows and resumed from the iterator state fairseq checkpoints
+    first = itr(0)
+    part = first.next_epoch_itr(shuffle=True)
+    seen = [tuple(next(part)["window"].tolist()) for _ in range(5)]
+    resumed = itr(0)
+    resumed.load_state_dict(first.state_dict())
+    assert seen + _windows(resumed.next_epoch_itr(shuffle=True)) == reference
+    # epochs differ, and a fresh iterator for epoch 2 equals the schedule of epoch 2
+    assert _windows(itr(0, epoch=2).next_epoch_itr(shuffle=True)) != reference
+
+
+def test_missing_batch_size_and_valid_defaults(task):
+    with pytest.raises(ValueError, match="--batch-size"):
+        task.get_batch_iterator(task.dataset("train"), max_sentences=None)
+    sample = next(task.get_batch_iterator(task.dataset("valid"), max_sentences=80).next_epoch_itr(shuffle=False))
+    assert sample["net_input"]["src_tokens"].shape == (10, 20)  # --eval-batch-size 10, fixed bptt
+
+
+def test_dictionary_is_read_from_the_data_dir(task, tiny_bin):
+    assert len(task.dictionary) == len(Dictionary.load(str(tiny_bin / "dict.txt")))
