@@ -1,12 +1,13 @@
-"""Time the forget-mult recurrence: the reference loop against the fast pure-torch path.
+"""Time the forget-mult recurrence on the CPU: the original's CPU fallback against our paths.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_forget_mult.py            # PTB QRNN size, ~20 s
-    PYTHONPATH=. .venv/bin/python scripts/bench_forget_mult.py --threads 1
+    PYTHONPATH=. .venv/bin/python scripts/bench_forget_mult.py --threads 1   # PTB QRNN size, ~1 min
 
-Both sides run in the same process on the same inputs (T=70, B=20, H=1550: the awd-lstm-lm
-QRNN's bptt, batch and hidden size). Each timing is the minimum and the median of ``--repeats``
-calls, so a busy machine shows up as a gap between the two. ``--naive`` also times the loop written
-with ``f[t]`` indexing, whose backward materialises a full-size zero gradient per step.
+All candidates run in the same process on the same inputs (T=70, B=20, H=1550: the awd-lstm-lm
+PTB QRNN's bptt, batch and hidden size), interleaved round by round so that a busy machine slows
+them alike; each figure is the minimum (and the median) over the rounds, forward alone (no grad)
+and forward + backward (``torch.autograd.grad`` of all three inputs). The baseline is the loop
+salesforce/pytorch-qrnn runs on the CPU (``torchqrnn/forget_mult.py`` ``CPUForgetMult``), restated
+below with its own convention, h_t = f_t * x_t + (1 - f_t) * h_{t-1}: it is given 1 - f.
 """
 import argparse
 import logging
@@ -16,28 +17,23 @@ import time
 import torch
 
 from awd_fairseq.modules.forget_mult import forget_mult_reference, forget_mult_torch
+from awd_fairseq.modules.forget_mult_cpu import cpu_kernel_available, forget_mult_cpu
 
 logger = logging.getLogger("bench_forget_mult")
 
 
-def naive_indexing_loop(f, z, c0=None):
-    c = torch.zeros_like(z[0]) if c0 is None else c0
-    cells = []
-    for t in range(f.shape[0]):
-        c = f[t] * c + (1 - f[t]) * z[t]
-        cells.append(c)
-    return torch.stack(cells)
-
-
-def timed(fn, repeats):
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return min(times), statistics.median(times)
+def pytorch_qrnn_cpu_forget_mult(f, x, hidden_init=None):
+    """pytorch-qrnn's CPUForgetMult.forward; its f weights the new input x."""
+    result = []
+    forgets = f.split(1, dim=0)
+    prev_h = hidden_init
+    for i, h in enumerate((f * x).split(1, dim=0)):
+        if prev_h is not None:
+            h = h + (1 - forgets[i]) * prev_h
+        h = h.view(h.size()[1:])
+        result.append(h)
+        prev_h = h
+    return torch.stack(result)
 
 
 def main():
@@ -45,42 +41,58 @@ def main():
     parser.add_argument("--T", type=int, default=70)
     parser.add_argument("--B", type=int, default=20)
     parser.add_argument("--H", type=int, default=1550)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--naive", action="store_true", help="also time the f[t]-indexing loop")
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 on a shared machine)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    f = torch.rand(args.T, args.B, args.H, requires_grad=True)
-    z = torch.randn(args.T, args.B, args.H, requires_grad=True)
-    c0 = torch.randn(args.B, args.H, requires_grad=True)
-    grad = torch.randn(args.T, args.B, args.H)
-    inputs = (f, z, c0)
+    T, B, H = args.T, args.B, args.H
+    f = torch.rand(T, B, H, requires_grad=True)  # our convention: the weight on c_{t-1}
+    f_original = (1 - f).detach().requires_grad_(True)  # pytorch-qrnn's: the weight on x_t
+    z = torch.randn(T, B, H, requires_grad=True)
+    c0 = torch.randn(B, H, requires_grad=True)
+    grad = torch.randn(T, B, H)
 
-    candidates = {"reference": forget_mult_reference, "fast": forget_mult_torch}
-    if args.naive:
-        candidates["naive f[t]"] = naive_indexing_loop
-    expected = forget_mult_reference(f, z, c0)
-    assert torch.allclose(forget_mult_torch(f, z, c0), expected, atol=1e-5)
+    candidates = {
+        "pytorch-qrnn CPUForgetMult": (pytorch_qrnn_cpu_forget_mult, (f_original, z, c0)),
+        "forget_mult_reference": (forget_mult_reference, (f, z, c0)),
+        "forget_mult_torch": (forget_mult_torch, (f, z, c0)),
+    }
+    if cpu_kernel_available():
+        candidates["forget_mult_cpu (C)"] = (forget_mult_cpu, (f, z, c0))
+    else:
+        logger.warning("the C kernel could not be built: it is left out")
+    expected = forget_mult_reference(f, z, c0).detach()
+    for name, (fn, inputs) in candidates.items():
+        assert torch.allclose(fn(*inputs), expected, atol=1e-5), name
 
-    logger.info("T=%d B=%d H=%d float32, %d threads; ms as min / median of %d",
-                args.T, args.B, args.H, torch.get_num_threads(), args.repeats)
-    results = {}
-    for name, fn in candidates.items():
+    def forward(fn, inputs):
         with torch.no_grad():
-            forward = timed(lambda: fn(*inputs), args.repeats)
-        both = timed(lambda: torch.autograd.grad(fn(*inputs), inputs, grad), max(3, args.repeats // 4 if "naive" in name else args.repeats))
-        results[name] = (forward, both)
-        logger.info("%-11s forward %7.2f / %7.2f   forward+backward %8.2f / %8.2f",
-                    name, *forward, *both)
-    ref_fwd, ref_both = results["reference"]
-    fast_fwd, fast_both = results["fast"]
-    logger.info("ratio reference/fast (min): forward %.1fx, forward+backward %.1fx",
-                ref_fwd[0] / fast_fwd[0], ref_both[0] / fast_both[0])
-    if args.naive:
-        logger.info("ratio naive/fast (min): forward+backward %.1fx", results["naive f[t]"][1][0] / fast_both[0])
+            fn(*inputs)
+
+    def both(fn, inputs):
+        torch.autograd.grad(fn(*inputs), inputs, grad)
+
+    times = {(name, kind): [] for name in candidates for kind in ("forward", "both")}
+    for r in range(args.rounds + 2):  # two warm-up rounds
+        for name, (fn, inputs) in candidates.items():
+            for kind, run in (("forward", forward), ("both", both)):
+                start = time.perf_counter()
+                run(fn, inputs)
+                if r >= 2:
+                    times[name, kind].append((time.perf_counter() - start) * 1e3)
+
+    logger.info("T=%d B=%d H=%d float32, %d threads, %d interleaved rounds; ms as min / median",
+                T, B, H, torch.get_num_threads(), args.rounds)
+    base = "pytorch-qrnn CPUForgetMult"
+    for name in candidates:
+        fwd, bwd = times[name, "forward"], times[name, "both"]
+        logger.info("%-28s forward %7.2f / %7.2f   forward+backward %7.2f / %7.2f   "
+                    "speed-up over CPUForgetMult (min): forward %5.1fx, forward+backward %5.1fx",
+                    name, min(fwd), statistics.median(fwd), min(bwd), statistics.median(bwd),
+                    min(times[base, "forward"]) / min(fwd), min(times[base, "both"]) / min(bwd))
 
 
 if __name__ == "__main__":

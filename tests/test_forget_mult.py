@@ -2,11 +2,20 @@
 import pytest
 import torch
 
+from awd_fairseq.modules import forget_mult_cpu as cpu_kernel
 from awd_fairseq.modules.forget_mult import (
     forget_mult,
     forget_mult_reference,
     forget_mult_torch,
 )
+
+needs_kernel = pytest.mark.skipif(not cpu_kernel.cpu_kernel_available(), reason="no C compiler for the CPU kernel")
+FAST_PATHS = [
+    forget_mult_torch,
+    pytest.param(cpu_kernel.forget_mult_cpu, marks=needs_kernel),
+    forget_mult,
+]
+FAST_IDS = ["torch", "cpu_kernel", "dispatch"]
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +63,7 @@ def test_reference_matches_closed_form():
     torch.testing.assert_close(forget_mult_reference(f, z), closed_form(f, z, torch.zeros_like(c0)))
 
 
-@pytest.mark.parametrize("fn", [forget_mult_torch, forget_mult], ids=["torch", "dispatch"])
+@pytest.mark.parametrize("fn", FAST_PATHS, ids=FAST_IDS)
 @pytest.mark.parametrize("T", [1, 2, 17])
 @pytest.mark.parametrize("with_c0", [False, True])
 @pytest.mark.parametrize("strided", [False, True])
@@ -70,33 +79,113 @@ def test_fast_path_matches_reference(fn, T, with_c0, strided):
         torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
 
 
-def test_fast_path_gradcheck_float64():
-    f, z, c0 = make_inputs(5, 2, 3, torch.float64)
-    f = f.clamp(0.05, 0.95)  # keep the finite differences inside [0, 1]
-    inputs = tuple(t.requires_grad_(True) for t in (f, z, c0))
-    assert torch.autograd.gradcheck(forget_mult_torch, inputs)
-    assert torch.autograd.gradcheck(lambda f, z: forget_mult_torch(f, z), inputs[:2])
+@pytest.mark.parametrize("fn", FAST_PATHS, ids=FAST_IDS)
+@pytest.mark.parametrize("strided", [False, True])
+def test_fast_path_gradcheck_float64(fn, strided):
+    f, z, c0 = make_inputs(5, 2, 3, torch.float64, strided=strided)
+    f = f.clamp(0.05, 0.95) if not strided else f  # keep the finite differences inside [0, 1]
+    inputs = tuple(leaf(t) for t in (f, z, c0))
+    assert torch.autograd.gradcheck(fn, inputs)
+    assert torch.autograd.gradcheck(lambda f, z: fn(f, z), inputs[:2])
 
 
+@pytest.mark.parametrize("fn", FAST_PATHS, ids=FAST_IDS)
 @pytest.mark.parametrize("value", [0.0, 1.0, 1e-8, 1 - 1e-7])
-def test_extreme_forget_gates(value):
+def test_extreme_forget_gates(fn, value):
     f, z, c0 = make_inputs(9, 2, 4)
     f[::2] = value  # every other step at the extreme, the rest random
     grad = torch.randn(9, 2, 4)
     expected = values_and_grads(forget_mult_reference, f.double(), z.double(), c0.double(), grad.double())
-    actual = values_and_grads(forget_mult_torch, f, z, c0, grad)
+    actual = values_and_grads(fn, f, z, c0, grad)
     for a, e in zip(actual, expected):
         assert torch.isfinite(a).all()
         torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-6)
 
 
-def test_forget_gate_one_keeps_and_zero_replaces_exactly():
+@pytest.mark.parametrize("fn", FAST_PATHS, ids=FAST_IDS)
+def test_forget_gate_one_keeps_and_zero_replaces_exactly(fn):
     f, z, c0 = make_inputs(4, 2, 3)
-    assert torch.equal(forget_mult_torch(torch.ones_like(f), z, c0), c0.expand_as(z))
-    assert torch.equal(forget_mult_torch(torch.zeros_like(f), z, c0), z)
+    assert torch.equal(fn(torch.ones_like(f), z, c0), c0.expand_as(z))
+    assert torch.equal(fn(torch.zeros_like(f), z, c0), z)
 
 
-def test_long_sequence_is_stable():
+@pytest.mark.parametrize("fn", FAST_PATHS, ids=FAST_IDS)
+@pytest.mark.parametrize("shape", [(70, 20, 1550), (3, 1, 700)], ids=["ptb", "batch1"])
+def test_fast_path_at_training_size(fn, shape):
+    # the PTB QRNN's window (split over two threads), and generation's batch of one
+    f, z, c0 = make_inputs(*shape, strided=True)
+    grad = torch.randn(shape)
+    expected = values_and_grads(forget_mult_reference, f, z, c0, grad)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        actual = values_and_grads(fn, f, z, c0, grad)
+    finally:
+        torch.set_num_threads(threads)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("fn", FAST_PATHS, ids=FAST_IDS)
+def test_empty_sequence(fn):
+    f, z, c0 = (t.requires_grad_(True) for t in make_inputs(0, 2, 3))
+    c = fn(f, z, c0)
+    assert c.shape == (0, 2, 3)
+    grads = torch.autograd.grad(c, (f, z, c0), torch.ones_like(c), allow_unused=True)
+    assert all(g is None or not g.any() for g in grads)
+
+
+def test_sum_gradient_with_zero_strides():
+    # .sum() hands the backward an expanded (all-zero-stride) gradient
+    f, z, c0 = (t.requires_grad_(True) for t in make_inputs(6, 2, 3))
+    expected = torch.autograd.grad(forget_mult_reference(f, z, c0).sum(), (f, z, c0))
+    for fn in FAST_PATHS[:1] + ([cpu_kernel.forget_mult_cpu] if cpu_kernel.cpu_kernel_available() else []):
+        for a, e in zip(torch.autograd.grad(fn(f, z, c0).sum(), (f, z, c0)), expected):
+            torch.testing.assert_close(a, e)
+
+
+@pytest.fixture
+def rebuilt_kernel():
+    """Forget the loaded kernel around the test, so that it builds afresh under the test's settings."""
+    cpu_kernel._library.cache_clear()
+    yield
+    cpu_kernel._library.cache_clear()
+
+
+def test_without_a_compiler_the_dispatcher_falls_back(monkeypatch, tmp_path, rebuilt_kernel):
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    monkeypatch.setenv("AWD_FAIRSEQ_CACHE", str(tmp_path))
+    assert not cpu_kernel.cpu_kernel_available()
+    f, z, c0 = (t.requires_grad_(True) for t in make_inputs(3, 2, 2))
+    out = forget_mult(f, z, c0)
+    assert type(out.grad_fn).__name__ == "ForgetMultTorchBackward"
+    torch.testing.assert_close(out, forget_mult_reference(f, z, c0))
+    with pytest.raises(RuntimeError, match="not available"):
+        cpu_kernel.forget_mult_cpu(f, z, c0)
+
+
+@needs_kernel
+def test_kernel_builds_into_the_cache_once(monkeypatch, tmp_path, rebuilt_kernel):
+    monkeypatch.setenv("AWD_FAIRSEQ_CACHE", str(tmp_path))
+    assert cpu_kernel.cpu_kernel_available()
+    (built,) = tmp_path.glob("forget_mult_*.so")
+    cpu_kernel._library.cache_clear()
+    stamp = built.stat().st_mtime_ns
+    assert cpu_kernel.cpu_kernel_available() and built.stat().st_mtime_ns == stamp  # reused
+    assert list(tmp_path.iterdir()) == [built]  # no temporary files left
+
+
+@needs_kernel
+def test_dispatcher_uses_the_cpu_kernel_for_float32_and_64():
+    for dtype in (torch.float32, torch.float64):
+        f, z, c0 = (t.requires_grad_(True) for t in make_inputs(3, 2, 2, dtype))
+        assert type(forget_mult(f, z, c0).grad_fn).__name__ == "ForgetMultCPUBackward"
+    f, z, c0 = (t.bfloat16().requires_grad_(True) for t in make_inputs(3, 2, 2))
+    assert type(forget_mult(f, z, c0).grad_fn).__name__ == "ForgetMultTorchBackward"
+
+
+@pytest.mark.parametrize("fn", FAST_PATHS, ids=FAST_IDS)
+def test_long_sequence_is_stable(fn):
     T, B, H = 300, 2, 64
     f = 1 - torch.rand(T, B, H) * 1e-3  # slow decay: 300 nearly-1 factors
     f[:, 0, :8] = torch.rand(T, 8)  # and some ordinary gates
@@ -104,7 +193,7 @@ def test_long_sequence_is_stable():
     c0 = torch.randn(B, H) * 3
     grad = torch.randn(T, B, H)
     expected = values_and_grads(forget_mult_reference, f.double(), z.double(), c0.double(), grad.double())
-    actual = values_and_grads(forget_mult_torch, f, z, c0, grad)
+    actual = values_and_grads(fn, f, z, c0, grad)
     for a, e in zip(actual, expected):
         torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4)
     # each c_t is a convex combination of c0 and z_1..z_t
@@ -112,7 +201,7 @@ def test_long_sequence_is_stable():
     assert (actual[0].abs() <= bound + 1e-5).all()
 
 
-@pytest.mark.parametrize("fn", [forget_mult_reference, forget_mult_torch], ids=["reference", "torch"])
+@pytest.mark.parametrize("fn", [forget_mult_reference] + FAST_PATHS, ids=["reference"] + FAST_IDS)
 def test_split_sequence_with_carried_state(fn):
     T, split = 12, 5
     f, z, c0 = (t.requires_grad_(True) for t in make_inputs(T, 3, 4))

@@ -8,25 +8,36 @@ i.e. its ``f`` weights the NEW candidate; the two are the same up to relabelling
 (equivalently, negating the forget-gate rows of the gate projection, since
 ``1 - sigmoid(a) = sigmoid(-a)``). Keep this in mind when porting pytorch-qrnn weights.
 
-All functions take time-major ``f, z: (T, B, H)`` (any trailing shape works on CPU), an optional
-``c0: (B, H)``, and return ``c: (T, B, H)``.
+All functions take time-major ``f, z: (T, B, H)`` (any trailing shape works for the pure-torch
+path), an optional ``c0: (B, H)``, and return ``c: (T, B, H)``.
 
 * :func:`forget_mult_reference`: the recurrence as a plain loop, differentiated by autograd.
-* :func:`forget_mult_torch`: the fast path for CPU (and any device without Triton): one fused
-  ``torch.lerp`` per step forward and a fused reverse recurrence backward (below).
-* ``forget_mult_triton`` (in ``forget_mult_triton.py``, imported only for CUDA inputs when Triton
+* ``forget_mult_cpu`` (``forget_mult_cpu.py``): the CPU fast path, a small C kernel built at first
+  use with the system compiler and called through ctypes: one pass over time per direction, no
+  per-step Python, float32/float64.
+* :func:`forget_mult_torch`: the fallback for any device and dtype (no compiler, CPU half
+  precision, other accelerators): one fused ``torch.lerp`` per step forward and the reverse
+  recurrence below backward, so no autograd graph grows with T.
+* ``forget_mult_triton`` (``forget_mult_triton.py``, imported only for CUDA inputs when Triton
   is installed): one program per block of B*H columns, sequential over T, fp32 accumulation.
-* :func:`forget_mult`: picks Triton on CUDA, else :func:`forget_mult_torch`, else the reference.
+* :func:`forget_mult`: picks Triton on CUDA, the C kernel on the CPU, else the pure-torch path.
 
-Why the CPU path still steps through time in Python (measured on a 2-core CPU, T=70, B=20,
-H=1550 float32; ``scripts/bench_forget_mult.py``): the recurrence is memory bound. One ``lerp``
-over the whole (T, B, H) tensor costs the same as 70 ``lerp`` calls on (B, H) slices (about
-1.1 ms either way), so the Python overhead is negligible, and every parallel-scan formulation
-(chunked scan, log-space cumulative products, Hillis-Steele) reads and writes the (T, B, H)
-tensors more often: a chunked two-pass scan took 1.5-2.5 ms forward against 1.1-1.5 ms here.
-A C++ extension (one pass per direction, ``at::parallel_for`` over columns) was only ~1.5x
-faster (forward 1.0 vs 1.5 ms, forward+backward 4.1 vs 6.0 ms) for a ~45 s compile at first use,
-so it was left out. Working on one (B, H) slice at a time also keeps every temporary in cache.
+Why a sequential kernel and not a parallel scan on the CPU: the recurrence is memory bound, and
+every scan formulation (chunked cumulative products, log-space sums, Hillis-Steele) reads and
+writes the (T, B, H) tensors several times, while the sequential pass reads f and z once and finds
+c_{t-1} in cache; the log-space and cumulative-product forms also divide by products of f that
+underflow for f near 0. Measured on a 2-core CPU, 1 thread, T=70, B=20, H=1550 float32
+(``scripts/bench_forget_mult.py``, minimum of repeated runs, milliseconds):
+
+    implementation                                  forward   forward+backward
+    pytorch-qrnn's CPUForgetMult (autograd loop)      5.6        30.6
+    forget_mult_reference (autograd loop)             4.3        21.2
+    forget_mult_torch (one lerp per step)             1.6         9.7
+    forget_mult_cpu (compiled C)                      1.1         3.4
+
+(an earlier chunked two-pass scan in torch took 1.5-2.5 ms forward alone). The C kernel is at the
+memory bandwidth of one core there: it moves f, z and c once forward and f, z, c, the incoming
+gradient, df and dz once backward.
 
 Backward (exact, no autograd graph through the loop): with dc_t the total gradient reaching c_t,
 
@@ -46,6 +57,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from .forget_mult_cpu import DTYPES as CPU_KERNEL_DTYPES
+from .forget_mult_cpu import cpu_kernel_available, forget_mult_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -136,10 +150,13 @@ def forget_mult(f: Tensor, z: Tensor, c0: Optional[Tensor] = None) -> Tensor:
     usable = f.shape == z.shape and f.dtype == z.dtype and f.dim() >= 1
     if c0 is not None:
         usable = usable and c0.shape == z.shape[1:] and c0.dtype == z.dtype
-    if f.is_cuda and f.dim() == 3 and f.dtype in _TRITON_DTYPES and _triton_installed():
+    if not usable:
+        return forget_mult_reference(f, z, c0)
+    if f.dim() == 3 and f.is_cuda and f.dtype in _TRITON_DTYPES and _triton_installed():
         from .forget_mult_triton import forget_mult_triton  # lazy: imports triton
 
         return forget_mult_triton(f, z, c0)
-    if usable:
-        return forget_mult_torch(f, z, c0)
-    return forget_mult_reference(f, z, c0)
+    on_cpu = f.device.type == "cpu" and z.device.type == "cpu"
+    if f.dim() == 3 and on_cpu and f.dtype in CPU_KERNEL_DTYPES and cpu_kernel_available():  # builds it once
+        return forget_mult_cpu(f, z, c0)
+    return forget_mult_torch(f, z, c0)
