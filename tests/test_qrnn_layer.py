@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from awd_fairseq.modules.onednn_linear import linear, onednn_linear_available
 from awd_fairseq.modules.qrnn import QRNNLayer
 
 
@@ -119,3 +120,44 @@ def test_invalid_arguments():
         QRNNLayer(4, 5, window=3)
     with pytest.raises(ValueError):
         QRNNLayer(4, 5, zoneout=1.5)
+
+
+@pytest.mark.parametrize("window", [1, 2])
+def test_float32_layer_matches_float64_recurrence(window):
+    # float32 takes the fast paths (oneDNN gate projection, compiled forget-mult) where available
+    layer = QRNNLayer(5, 7, window=window)
+    x = torch.randn(9, 4, 5, requires_grad=True)
+    state = (torch.randn(4, 7),) if window == 1 else (torch.randn(4, 7), torch.randn(4, 5))
+    grad = torch.randn(9, 4, 7)
+    h, new_state = layer(x, state)
+    grads = torch.autograd.grad(h, (x, layer.linear.weight, layer.linear.bias), grad)
+    x64, w64, b64 = (t.detach().double().requires_grad_(True) for t in (x, layer.linear.weight, layer.linear.bias))
+    state64 = [s.double() for s in state]
+    expected, (c_T, _) = written_out(x64, w64, b64, window, True, state64[0], state64[1] if window == 2 else None)
+    expected_grads = torch.autograd.grad(expected, (x64, w64, b64), grad.double())
+    torch.testing.assert_close(h.double(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(new_state[0].double(), c_T, rtol=1e-5, atol=1e-5)
+    for a, e in zip(grads, expected_grads):
+        torch.testing.assert_close(a.double(), e, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_onednn_linear_matches_f_linear(bias):
+    x = torch.randn(6, 3, 10, requires_grad=True)
+    w = torch.randn(8, 10, requires_grad=True)
+    b = torch.randn(8, requires_grad=True) if bias else None
+    leaves = [t for t in (x, w, b) if t is not None]
+    grad = torch.randn(6, 3, 8)
+    y = linear(x, w, b)
+    expected = F.linear(x, w, b)
+    torch.testing.assert_close(y, expected)
+    for a, e in zip(torch.autograd.grad(y, leaves, grad), torch.autograd.grad(expected, leaves, grad)):
+        torch.testing.assert_close(a, e)
+    if onednn_linear_available():
+        assert type(y.grad_fn).__name__ == "ViewBackward0"  # around OneDNNLinearBackward
+        assert type(y.grad_fn.next_functions[0][0]).__name__ == "OneDNNLinearBackward"
+
+
+def test_onednn_linear_gradcheck_falls_back_in_float64():
+    x, w, b = (torch.randn(*s, dtype=torch.float64, requires_grad=True) for s in ((3, 4), (2, 4), (2,)))
+    assert torch.autograd.gradcheck(linear, (x, w, b))

@@ -19,6 +19,10 @@ Differences from pytorch-qrnn, all deliberate:
   ``repackage_hidden`` does in awd-lstm-lm). ``None`` means zeros for both.
 * Weight drop (DropConnect on ``linear.weight``, as awd-lstm-lm wraps the QRNN's linear in
   ``WeightDrop``) comes from ``weight_drop.apply_weight_drop``: one fresh mask per forward.
+* Speed: the gates of all T steps and B streams come from one matrix product (through oneDNN on
+  the CPU, ``onednn_linear.py``), and the recurrence from ``forget_mult.forget_mult``, a compiled
+  kernel on both devices (``forget_mult_cpu.py``, ``forget_mult_triton.py``): nothing steps
+  through time in Python.
 
 Zoneout (Krueger et al., arXiv 1606.01305) follows pytorch-qrnn, translated to our convention.
 pytorch-qrnn multiplies its f by a Bernoulli(1 - zoneout) mask in training, so with probability
@@ -35,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from .forget_mult import forget_mult
+from .onednn_linear import linear
 from .weight_drop import apply_weight_drop
 
 logger = logging.getLogger(__name__)
@@ -79,7 +84,8 @@ class QRNNLayer(nn.Module):
         else:
             source = x  # (T, B, in)
 
-        gates = self.linear(source)  # (T, B, n_gates * H); reads the (dropped) weight once
+        # one product for all gates and steps; reads the (dropped) weight once: one mask per forward
+        gates = linear(source, self.linear.weight, self.linear.bias)  # (T, B, n_gates * H)
         if self.output_gate:
             z, f, o = gates.chunk(3, dim=-1)  # each (T, B, H), strided views
         else:
