@@ -1,1 +1,2 @@
 from . import awd_lstm  # noqa: F401
+from . import qrnn  # noqa: F401

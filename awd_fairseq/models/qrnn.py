@@ -1,0 +1,84 @@
+"""The `qrnn` model: the quasi-recurrent language model of Merity, Keskar and Socher, "An Analysis
+of Neural Language Modeling at Multiple Scales" (arXiv 1803.08240), built from the QRNN layers of
+Bradbury et al. (arXiv 1611.01576) as salesforce/awd-lstm-lm model.py does with `--model QRNN`:
+
+    QRNNLayer(window=2 if l == 0 else 1, output_gate=True, zoneout=0, save_prev_x=True)
+    with WeightDrop on each layer's `linear.weight` (the Z, F and O rows)
+
+Everything around the layers (embedding dropout, locked dropout, tying, split softmax, the
+`raw_output` / `dropped_output` that AR and TAR read) is the decoder `awd_lstm` uses, so the task,
+criterion, optimizer and cache pointer work unchanged. The recurrent state of a layer is `c` (and,
+for the first layer, `prev_x`, its last input: the previous token's embedding, which the window-2
+convolution of the next BPTT window's first step needs); the task carries and resets both with
+the hidden state, and fairseq's incremental decoding keeps them like an LSTM's `(h, c)`.
+
+Forget-gate convention: f weights the previous cell, c_t = f_t * c_{t-1} + (1 - f_t) * z_t, as in
+the QRNN paper; pytorch-qrnn's f weights the new candidate (see modules/qrnn.py).
+
+The dataclass defaults are the original README's PTB recipe (`python -u main.py --model QRNN
+--batch_size 20 --clip 0.2 --wdrop 0.1 --nhid 1550 --nlayers 4 --emsize 400 --dropouth 0.3
+--seed 9001 --dropouti 0.4 --epochs 550`, the other model flags at main.py's defaults); the named
+architectures override only what their recipe changes. Training flags (batch size, clipping,
+bptt, alpha / beta, optimizer) are not model options: README.md gives the full commands.
+"""
+from dataclasses import dataclass, field
+
+from fairseq.models import register_model, register_model_architecture
+
+from ..modules.qrnn import QRNNLayer
+from .awd_lstm import RecurrentLanguageModel, RecurrentLMConfig, _set_default
+
+
+@dataclass
+class QRNNConfig(RecurrentLMConfig):
+    """`awd_lstm`'s options with the PTB QRNN recipe's values, and zoneout."""
+
+    nhid: int = field(default=1550, metadata={"help": "hidden size of every layer but the last"})
+    nlayers: int = field(default=4, metadata={"help": "number of QRNN layers (window 2 on the first)"})
+    dropouth: float = field(default=0.3, metadata={"help": "locked dropout between QRNN layers"})
+    wdrop: float = field(default=0.1, metadata={"help": "DropConnect on each layer's gate projection"})
+    zoneout: float = field(
+        default=0.0,
+        metadata={
+            "help": "zoneout on the forget gates (Krueger et al. 2016): in training each unit keeps its "
+            "previous cell with this probability; in evaluation f takes its expectation"
+        },
+    )
+
+
+@register_model("qrnn", dataclass=QRNNConfig)
+class QRNNLanguageModel(RecurrentLanguageModel):
+    @classmethod
+    def build_layer(cls, cfg, index, input_size, hidden_size):
+        return QRNNLayer(
+            input_size,
+            hidden_size,
+            window=2 if index == 0 else 1,
+            output_gate=True,
+            zoneout=cfg.zoneout,
+            weight_drop=cfg.wdrop,
+        )
+
+
+# `--arch qrnn` (registered with the model) is the PTB recipe: the dataclass defaults.
+
+
+@register_model_architecture("qrnn", "qrnn_wt2")
+def qrnn_wt2(args):
+    """`python -u main.py --epochs 500 --data data/wikitext-2 --clip 0.25 --dropouti 0.4 --dropouth 0.2
+    --nhid 1550 --nlayers 4 --seed 4002 --model QRNN --wdrop 0.1 --batch_size 40`."""
+    _set_default(args, "dropouth", 0.2)
+
+
+@register_model_architecture("qrnn", "qrnn_wt103")
+def qrnn_wt103(args):
+    """`python -u main.py --epochs 14 --nlayers 4 --emsize 400 --nhid 2500 --alpha 0 --beta 0
+    --dropoute 0 --dropouth 0.1 --dropouti 0.1 --dropout 0.1 --wdrop 0 --wdecay 0 --bptt 140
+    --batch_size 60 --optimizer adam --lr 1e-3 --when 12 --model QRNN` (12 hours on one GPU). Its
+    `--bptt 140 --alpha 0 --beta 0` belong to the task and the criterion: pass them too."""
+    _set_default(args, "nhid", 2500)
+    _set_default(args, "dropoute", 0.0)
+    _set_default(args, "dropouth", 0.1)
+    _set_default(args, "dropouti", 0.1)
+    _set_default(args, "dropout", 0.1)
+    _set_default(args, "wdrop", 0.0)
