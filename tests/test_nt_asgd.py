@@ -69,9 +69,7 @@ def test_stays_triggered_and_fires_once():
     assert trigger.history == [1.0, 2.0, 3.0]  # like best_val_loss, frozen after the switch
 
 
-def test_force_epoch():
-    assert switch_epoch(NonMonotoneTrigger(5, force_epoch=3), [3.0, 2.0, 1.0, 0.5]) == 3
-    assert switch_epoch(NonMonotoneTrigger(1, force_epoch=9), [1.0, 2.0, 3.0]) == 3
+def test_nonmono_must_be_positive():
     with pytest.raises(ValueError):
         NonMonotoneTrigger(0)
 

@@ -23,13 +23,9 @@ a non-increasing sequence never fires.
 Once it has fired the original takes the ASGD branch and stops appending to
 the history; ``observe`` mirrors that: it returns True exactly once, on the
 switching epoch, and ``triggered`` stays True afterwards.
-
-``force_epoch`` is an addition (not in the original): fire at the
-``force_epoch``-th observation even if the rule has not, so a recipe can say
-"switch at epoch E". It does not stop the rule from firing earlier.
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 
 class NonMonotoneTrigger:
@@ -39,16 +35,12 @@ class NonMonotoneTrigger:
         nonmono: the paper's n, the number of most recent earlier losses left
             out of the comparison (must be >= 1; the original's
             ``min(best_val_loss[:-0])`` would fail on an empty list).
-        force_epoch: if set, also fire at this (1-based) observation.
     """
 
-    def __init__(self, nonmono: int = 5, force_epoch: Optional[int] = None):
+    def __init__(self, nonmono: int = 5):
         if nonmono < 1:
             raise ValueError(f"nonmono must be >= 1, got {nonmono}")
-        if force_epoch is not None and force_epoch < 1:
-            raise ValueError(f"force_epoch must be >= 1, got {force_epoch}")
         self.nonmono = nonmono
-        self.force_epoch = force_epoch
         self.history: List[float] = []
         self.num_observed = 0
         self.triggered = False
@@ -64,7 +56,7 @@ class NonMonotoneTrigger:
         if self.triggered:
             return False
         val_loss = float(val_loss)
-        fire = self.rule_fires(val_loss) or self.num_observed == self.force_epoch
+        fire = self.rule_fires(val_loss)
         self.history.append(val_loss)
         self.triggered = fire
         return fire
@@ -72,15 +64,14 @@ class NonMonotoneTrigger:
     def state_dict(self) -> Dict[str, Any]:
         return {
             "nonmono": self.nonmono,
-            "force_epoch": self.force_epoch,
             "history": list(self.history),
             "num_observed": self.num_observed,
             "triggered": self.triggered,
         }
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
-        """Restore history and flags; ``nonmono`` and ``force_epoch`` keep the
-        values given to the constructor (the current configuration wins)."""
+        """Restore history and flags; ``nonmono`` keeps the value given to the
+        constructor (the current configuration wins)."""
         self.history = [float(v) for v in state_dict["history"]]
         self.num_observed = int(state_dict["num_observed"])
         self.triggered = bool(state_dict["triggered"])

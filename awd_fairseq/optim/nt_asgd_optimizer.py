@@ -41,12 +41,9 @@ Differences from ``torch.optim.ASGD(t0=0, lambd=0)`` as the original uses it:
 """
 
 import contextlib
-import logging
 from typing import Any, Dict, Iterator, List
 
 import torch
-
-logger = logging.getLogger(__name__)
 
 
 class NTASGD(torch.optim.Optimizer):
@@ -107,7 +104,6 @@ class NTASGD(torch.optim.Optimizer):
         self._num_averaged = 0
         for p in self._all_params():
             self.state[p]["ax"] = p.detach().clone(memory_format=torch.preserve_format)
-        logger.info("NT-ASGD: averaging of iterates starts now")
 
     @torch.no_grad()
     def step(self, closure=None):
