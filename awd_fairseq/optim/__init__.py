@@ -1,1 +1,1 @@
-from . import nt_asgd  # noqa: F401
+from . import awd_when, nt_asgd  # noqa: F401  (registration side effects)
