@@ -110,7 +110,8 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
         elif stream_state is not None:
             stream_state.hidden = detach_state(new_state)
 
-        extra = {"raw_output": raw_output, "dropped_output": features, "state": new_state}
+        # "attn": None because fairseq's SequenceGenerator reads that key from every decoder
+        extra = {"attn": None, "raw_output": raw_output, "dropped_output": features, "state": new_state}
         if features_only:
             return features, extra
         return self.output_layer(features), extra

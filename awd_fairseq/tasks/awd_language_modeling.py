@@ -202,6 +202,12 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         required_batch_size_multiple=1, seed=1, num_shards=1, shard_id=0, num_workers=0, epoch=1,
         data_buffer_size=0, disable_iterator_cache=False, **kwargs,
     ):
+        if not isinstance(dataset, TokenStreamDataset):  # sentences: generation and scoring (lm_inference.py)
+            return super().get_batch_iterator(
+                dataset, max_tokens, max_sentences, max_positions, ignore_invalid_inputs,
+                required_batch_size_multiple, seed, num_shards, shard_id, num_workers, epoch,
+                data_buffer_size, disable_iterator_cache, **kwargs,
+            )
         streams = self._streams_for(dataset, max_sentences)
         train = dataset is self.datasets.get(self.cfg.train_subset)
         return self._window_iterator(
