@@ -282,9 +282,22 @@ def test_fp16_swap_reaches_the_fp16_model():
     for p16, p32, m in zip(params16, fp32_params, mean32):
         torch.testing.assert_close(p32.detach(), m, rtol=1e-6, atol=1e-6)
         assert torch.equal(p16.detach(), p32.detach().half())  # the forward pass sees the average
+    state = reload(optimizer.state_dict())  # a checkpoint written after this validation
     nt.begin_train_step()
     for p16, raw in zip(params16, raw32[-1]):
         assert torch.equal(p16.detach(), raw.half())
+
+    # resume: fairseq loads the fp16 model (the average), rebuilds fp32 masters from it, loads the state
+    loaded16 = [p.detach().clone().requires_grad_() for p in params16]
+    with torch.no_grad():
+        for p, m in zip(loaded16, mean32):
+            p.copy_(m.half())
+    resumed, resumed32 = fp16_optimizer(loaded16)
+    AWDWhenSchedule(AWDWhenConfig(when=[], lr=[0.1], stop_min_lr=-1.0), resumed)
+    resumed.load_state_dict(state)
+    assert all(torch.equal(p.detach(), m) for p, m in zip(resumed32, nt.optimizer.averaged_params()))  # fp32, not fp16
+    nt_asgd_inside(resumed).begin_train_step()
+    assert all(torch.equal(p.detach(), raw) for p, raw in zip(resumed32, raw32[-1]))
 
 
 def test_memory_efficient_fp16_is_refused():

@@ -38,8 +38,10 @@ Distributed data parallel: gradients are all-reduced before every step, so every
 same steps and keeps bit-identical averages; the validation loss is all-reduced too, so every
 rank's trigger fires at the same epoch. Mixed precision: under --fp16/--bf16 fairseq's
 FP16Optimizer keeps fp32 master copies and this optimizer averages those; each swap is followed
-by fairseq's fp32 -> fp16 copy so the forward pass sees it (attached by the scheduler). Under
---amp the model's own fp32 parameters are optimized, nothing to copy. --memory-efficient-fp16,
+by fairseq's fp32 -> fp16 copy so the forward pass sees it (attached by the scheduler), and a
+checkpoint written while swapped also keeps the fp32 average (fairseq rebuilds its fp32 masters
+from the fp16 model on load). Under --amp the model's own fp32 parameters are optimized, nothing
+to copy. --memory-efficient-fp16,
 BMUF and ZeRO sharding are refused with an error.
 """
 import logging
@@ -48,6 +50,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
+import torch
 from fairseq.dataclass import FairseqDataclass
 from fairseq.optim import (
     AMPOptimizer,
@@ -234,17 +237,29 @@ class FairseqNTASGD(FairseqOptimizer):
 
     # -- checkpointed state: python scalars and tensors only (torch.load(weights_only=True)) --
 
+    def _optimized_params(self):
+        return [p for group in self._optimizer.param_groups for p in group["params"]]
+
     def state_dict(self):
         state_dict = self._optimizer.state_dict()
         state_dict["nt_asgd_trigger"] = self.trigger.state_dict()
         state_dict["nt_asgd_pending"] = None if self._pending is None else dict(self._pending)
+        if self._sync_model is not None and self._optimizer.swapped:
+            # the checkpoint's model holds the average in fp16 only, and fairseq rebuilds its fp32
+            # masters from that model on load: keep the fp32 average too
+            state_dict["nt_asgd_fp32_average"] = [p.detach().clone() for p in self._optimized_params()]
         return state_dict
 
     def load_state_dict(self, state_dict, optimizer_overrides=None):
         state_dict = dict(state_dict)
         trigger = state_dict.pop("nt_asgd_trigger", None)
         pending = state_dict.pop("nt_asgd_pending", None)
+        fp32_average = state_dict.pop("nt_asgd_fp32_average", None)
         super().load_state_dict(state_dict, optimizer_overrides)
+        if fp32_average is not None and self._optimizer.swapped:
+            with torch.no_grad():
+                for p, average in zip(self._optimized_params(), fp32_average):
+                    p.copy_(average)
         if trigger is not None:
             self.trigger.load_state_dict(trigger)
         self._pending = None if pending is None else {"epoch": int(pending["epoch"]), "loss": float(pending["loss"])}
