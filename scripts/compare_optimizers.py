@@ -52,14 +52,16 @@ def train_subset(data: Path, fraction: float, out: Path) -> Path:
     lines = (data / "raw" / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
     out.mkdir(parents=True)
     (out / "train.txt").write_text("".join(lines[: int(len(lines) * fraction)]), encoding="utf-8")
-    subprocess.run(
+    proc = subprocess.run(
         [
             sys.executable, "-m", "fairseq_cli.preprocess", "--only-source", "--srcdict", str(data / "dict.txt"),
             "--trainpref", str(out / "train.txt"), "--validpref", str(data / "raw" / "valid.txt"),
             "--destdir", str(out), "--workers", "1",
         ],
-        check=True, stdout=subprocess.DEVNULL,
+        capture_output=True, text=True,
     )
+    if proc.returncode:
+        sys.exit(f"fairseq-preprocess failed:\n{proc.stderr[-3000:]}")
     return out
 
 
@@ -91,7 +93,9 @@ def main(argv=None):
         shutil.rmtree(args.work_dir)
     sgd_dir, asgd_dir = args.work_dir / "sgd", args.work_dir / "nt_asgd"
     asgd_dir.mkdir(parents=True)
-    data = args.data if args.train_fraction >= 1 else train_subset(args.data, args.train_fraction, args.work_dir / "data")
+    data = args.data
+    if args.train_fraction < 1:
+        data = train_subset(args.data, args.train_fraction, args.work_dir / "data")
 
     sgd = train(data, sgd_dir, args, ["--nonmono", "1000"], args.work_dir / "sgd.log")
     shutil.copy(sgd_dir / f"checkpoint{args.switch_epoch - 1}.pt", asgd_dir / "checkpoint_last.pt")

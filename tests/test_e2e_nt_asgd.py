@@ -30,7 +30,9 @@ TRAIN = COMMON + [
     "--no-progress-bar", "--log-format", "simple", "--log-interval", "10",
 ]
 NO_DROPOUT = ["--dropout", "0", "--dropouth", "0", "--dropouti", "0", "--dropoute", "0"]  # --wdrop 0 drops a parameter
-NT_ASGD = ["--optimizer", "nt_asgd", "--lr", "30", "--clip-norm", "0.25", "--lr-scheduler", "awd_when", "--nonmono", "1"]
+NT_ASGD = [
+    "--optimizer", "nt_asgd", "--lr", "30", "--clip-norm", "0.25", "--lr-scheduler", "awd_when", "--nonmono", "1",
+]
 SWITCH = re.compile(r"NT-ASGD: switching to averaged SGD \(validation loss \S+ at epoch (\d+) ")
 VALID = re.compile(r"\| valid \| epoch (\d+) \| valid on 'valid' subset \| loss ([\d.]+)")
 
