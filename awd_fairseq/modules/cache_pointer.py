@@ -37,6 +37,18 @@ from typing import Iterator, Optional, Tuple
 import torch
 
 
+def mix_with(lambdah: float, log_cache: torch.Tensor, log_model: torch.Tensor) -> torch.Tensor:
+    """``log(lambdah * exp(log_cache) + (1 - lambdah) * exp(log_model))``, elementwise.
+
+    Works in log space with ``log(0) = -inf`` weights, so ``lambdah`` 0 returns ``log_model`` and
+    1 returns ``log_cache`` exactly.
+    """
+    log_lambda = math.log(lambdah) if lambdah > 0 else float("-inf")
+    log_one_minus_lambda = math.log1p(-lambdah) if lambdah < 1 else float("-inf")
+    dtype = torch.promote_types(log_cache.dtype, log_model.dtype)
+    return torch.logaddexp(log_cache.to(dtype) + log_lambda, log_model.to(dtype) + log_one_minus_lambda)
+
+
 class CachePointer:
     """Stateful cache pointer for one evaluation stream (batch size 1).
 
@@ -75,9 +87,6 @@ class CachePointer:
         self.lambdah = lambdah
         self.skip_chunk_start = skip_chunk_start
         self.block_size = block_size
-        # log-weights of the two mixture components; log(0) = -inf keeps lambdah == 0 exact
-        self._log_lambda = math.log(lambdah) if lambdah > 0 else float("-inf")
-        self._log_one_minus_lambda = math.log1p(-lambdah) if lambdah < 1 else float("-inf")
         self.reset()
 
     def reset(self) -> None:
@@ -99,15 +108,31 @@ class CachePointer:
             ``(T,)`` ``log(lambdah * p_cache(y_t) + (1 - lambdah) * p_model(y_t))``; exactly
             ``target_log_probs`` at positions where the cache is not used.
         """
-        out = target_log_probs.clone()  # (T,)
+        log_cache, used = self.target_cache_log_probs(hidden, targets)
+        return torch.where(used, self.mix(log_cache, target_log_probs), target_log_probs)
+
+    def target_cache_log_probs(
+        self, hidden: torch.Tensor, targets: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The cache alone, then append the chunk to the cache: for a search over ``lambdah``.
+
+        Returns:
+            ``(T,)`` ``log p_cache(y_t)`` (``-inf`` where no cached position has next word
+            ``y_t``; meaningless where unused) and ``(T,)`` ``used``, whether position ``t`` uses
+            the cache. ``self.mix(log_cache, target_log_probs)`` at the used positions is
+            :meth:`score`; :func:`mix_with` gives the mixture for any other ``lambdah``.
+        """
+        log_cache = hidden.new_empty(targets.shape, dtype=torch.promote_types(hidden.dtype, torch.float32))
+        used_all = torch.zeros(targets.shape, dtype=torch.bool, device=targets.device)
         for rows, logits, words, used in self._bands(hidden, targets):
             hit = words == targets[rows].unsqueeze(1)  # (B, W)
-            log_cache = (torch.logsumexp(logits.masked_fill(~hit, float("-inf")), dim=1)
-                         - torch.logsumexp(logits, dim=1))  # (B,) log p_cache(y_t)
-            mixed = self._mix(log_cache, target_log_probs[rows])  # (B,)
-            out[rows] = torch.where(used, mixed, target_log_probs[rows])
+            # one exp for numerator and denominator; a hit more than ~87 (float32) below the
+            # row's maximum logit underflows to p_cache = 0 instead of a smaller positive number
+            weights = (logits - logits.amax(dim=1, keepdim=True)).exp_()  # (B, W)
+            log_cache[rows] = weights.where(hit, 0.0).sum(1).log_() - weights.sum(1).log_()  # (B,) log p_cache(y_t)
+            used_all[rows] = used
         self._append(hidden, targets)
-        return out
+        return log_cache, used_all
 
     def full_distribution(
         self, hidden: torch.Tensor, targets: torch.Tensor, log_probs: torch.Tensor
@@ -127,17 +152,14 @@ class CachePointer:
             attn = torch.softmax(logits, dim=1)  # (B, W)
             cache = attn.new_zeros(attn.size(0), log_probs.size(1))  # (B, V)
             cache.scatter_add_(1, words, attn)
-            mixed = self._mix(cache.log(), log_probs[rows])  # (B, V)
+            mixed = self.mix(cache.log(), log_probs[rows])  # (B, V)
             out[rows] = torch.where(used.unsqueeze(1), mixed, log_probs[rows])
         self._append(hidden, targets)
         return out
 
-    def _mix(self, log_cache: torch.Tensor, log_model: torch.Tensor) -> torch.Tensor:
+    def mix(self, log_cache: torch.Tensor, log_model: torch.Tensor) -> torch.Tensor:
         """``log(lambdah * exp(log_cache) + (1 - lambdah) * exp(log_model))``."""
-        dtype = torch.promote_types(log_cache.dtype, log_model.dtype)
-        return torch.logaddexp(
-            log_cache.to(dtype) + self._log_lambda, log_model.to(dtype) + self._log_one_minus_lambda
-        )
+        return mix_with(self.lambdah, log_cache, log_model)
 
     def _bands(
         self, hidden: torch.Tensor, targets: torch.Tensor
