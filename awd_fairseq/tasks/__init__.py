@@ -1,1 +1,2 @@
 from . import awd_language_modeling  # noqa: F401
+from . import cache_pointer_lm  # noqa: F401
