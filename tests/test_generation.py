@@ -1,0 +1,173 @@
+"""Generation and sentence scoring: incremental decoding against the full forward pass, the
+sampler, and end to end through fairseq-interactive, the hub interface and the scripts."""
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from fairseq.data import Dictionary
+from fairseq.models import ARCH_MODEL_REGISTRY, FairseqLanguageModel
+
+from awd_fairseq.models.recurrent_decoder import RecurrentLMDecoder
+from awd_fairseq.modules.lstm_layer import LSTMLayer
+from awd_fairseq.modules.qrnn import QRNNLayer
+from awd_fairseq.tasks.lm_inference import SentenceDataset, sample_tokens
+from conftest import REPO, TINY_MODEL, run_fairseq, train_args
+
+LAYERS = {
+    "lstm": lambda i, o: LSTMLayer(i, o, weight_drop=0.3),
+    "qrnn": lambda i, o: QRNNLayer(i, o, window=1),
+    "qrnn_window2": lambda i, o: QRNNLayer(i, o, window=2),
+}
+
+
+def tiny_lm(kind, vocab=30, seed=0):
+    torch.manual_seed(seed)
+    dictionary = Dictionary()
+    for i in range(vocab):
+        dictionary.add_symbol(f"w{i}")
+    layers = [LAYERS[kind](8, 12), LAYERS[kind](12, 8)]
+    decoder = RecurrentLMDecoder(dictionary, layers, embed_dim=8, dropout=0.3, dropouth=0.2, dropouti=0.2,
+                                 dropoute=0.1, tied=True, split_softmax_cutoffs=[])
+    return FairseqLanguageModel(decoder).eval()
+
+
+@pytest.mark.parametrize("kind", sorted(LAYERS))
+def test_incremental_decoding_equals_full_forward_with_reordering(kind):
+    model = tiny_lm(kind)
+    tokens = torch.randint(4, len(model.decoder.dictionary), (3, 9))  # (B, T)
+    state, steps = {}, []
+    with torch.no_grad():
+        for t in range(5):  # one token per call, as SequenceGenerator does
+            steps.append(model.decoder(tokens[:, : t + 1], incremental_state=state)[0][:, -1])
+        torch.testing.assert_close(torch.stack(steps, 1), model(tokens[:, :5])[0], rtol=1e-5, atol=1e-5)
+        # a beam search keeps hypotheses 2, 0, 0: the state follows them
+        order = torch.tensor([2, 0, 0])
+        model.decoder.reorder_incremental_state(state, order)
+        reordered = torch.cat([tokens[order, :5], tokens[:, 5:]], 1)
+        later = [model.decoder(reordered[:, : t + 1], incremental_state=state)[0][:, -1] for t in range(5, 9)]
+        torch.testing.assert_close(torch.stack(later, 1), model(reordered)[0][:, 5:], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1e-6])
+def test_sampler_low_temperature_is_greedy_without_overflow(temperature):
+    model = tiny_lm("lstm")
+    eos = model.decoder.dictionary.eos()
+    out = list(sample_tokens(model, 12, temperature, generator=torch.Generator().manual_seed(0)))
+    with torch.no_grad():
+        lprobs = model(torch.tensor([[eos, *out[:-1]]]))[0][0]  # (12, V), the full forward pass
+    assert out == lprobs.argmax(-1).tolist()
+
+
+def test_sampler_draws_from_the_tempered_distribution():
+    model = tiny_lm("qrnn")
+    eos = model.decoder.dictionary.eos()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        lprobs = model(torch.tensor([[eos]]))[0][0, 0]  # (V,)
+    expected = torch.softmax(lprobs / 0.5, -1)
+    draws = torch.tensor([next(sample_tokens(model, 1, 0.5, generator=g)) for _ in range(2000)])
+    freq = torch.bincount(draws, minlength=expected.numel()).float() / draws.numel()
+    assert (freq - expected).abs().max() < 0.04
+
+
+def test_sentence_dataset_scores_the_closing_eos():
+    ds = SentenceDataset([torch.tensor([7, 8, 9, 2]), torch.tensor([2]), torch.tensor([5, 6])], eos=2, pad=1)
+    batch = ds.collater([ds[i] for i in range(3)])
+    assert batch["net_input"]["src_tokens"].tolist() == [[2, 7, 8, 9], [2, 1, 1, 1], [2, 5, 6, 1]]
+    assert batch["target"].tolist() == [[7, 8, 9, 2], [2, 1, 1, 1], [5, 6, 2, 1]]
+    assert batch["ntokens"] == 4 + 1 + 3
+
+
+# -- end to end on tiny trained checkpoints --------------------------------------------------
+
+ARCHS = ["awd_lstm", pytest.param("qrnn", marks=pytest.mark.skipif(
+    "qrnn" not in ARCH_MODEL_REGISTRY, reason="the qrnn model is not registered yet"))]
+
+
+@pytest.fixture(scope="module", params=ARCHS)
+def checkpoint(request, tiny_bin, tmp_path_factory):
+    save = tmp_path_factory.mktemp(request.param)
+    args = train_args(tiny_bin, save, "--max-update", "30", "--disable-validation")
+    args[args.index("--arch") + 1] = request.param
+    run_fairseq("train", args)
+    ckpt = save / "checkpoint_last.pt"
+    torch.load(ckpt, weights_only=True)
+    return ckpt
+
+
+@pytest.fixture(scope="module")
+def hub(checkpoint, tiny_bin):
+    from fairseq.models import MODEL_REGISTRY
+
+    model_class = MODEL_REGISTRY[torch.load(checkpoint, weights_only=True)["cfg"]["model"]["_name"]]
+    return model_class.from_pretrained(str(checkpoint.parent), checkpoint_file=checkpoint.name,
+                                       data_name_or_path=str(tiny_bin)).eval()
+
+
+SENTENCES = ["the game was released in japan", "", "it is the first"]
+
+
+def test_hub_score_equals_full_forward(hub):
+    for sentence, hypo in zip(SENTENCES, hub.score(SENTENCES)):
+        words = hub.encode(sentence)  # ends with </s>
+        assert torch.equal(hypo["tokens"], words)
+        with torch.no_grad():
+            lprobs = hub.models[0](torch.cat([words.new_tensor([hub.tgt_dict.eos()]), words[:-1]]).unsqueeze(0))[0][0]
+        expected = lprobs.gather(1, words.unsqueeze(1)).squeeze(1)
+        torch.testing.assert_close(hypo["positional_scores"], expected, rtol=1e-5, atol=1e-5)
+        assert hypo["score"].item() == pytest.approx(expected.mean().item(), abs=1e-5)
+
+
+def test_hub_generation_is_incremental_and_continues_the_prefix(hub):
+    prefix = hub.encode(SENTENCES[0])
+    # greedy search steps the decoder one token at a time; the forced prefix keeps its log-probs
+    hypo = hub.generate([prefix], beam=1, max_len_b=12)[0][0]  # the length counts the prefix
+    n = prefix.numel() - 1
+    assert torch.equal(hypo["tokens"][:n], prefix[:n])
+    scored = hub.score(SENTENCES[0])["positional_scores"]
+    # (the generator's per-token scores are differences of float32 running sums)
+    torch.testing.assert_close(hypo["positional_scores"][:n], scored[:n], rtol=0, atol=1e-4)
+    torch.manual_seed(0)
+    samples = hub.sample(SENTENCES, sampling=True, temperature=0.7, max_len_b=12)
+    prefixes = [hub.decode(hub.encode(p)) for p in SENTENCES]  # out-of-vocabulary words read <unk>
+    assert [s.startswith(p) for s, p in zip(samples, prefixes)] == [True] * 3
+    assert samples[1].strip()  # from nothing: fairseq forbids </s> as the first token
+
+
+def test_interactive_sampling(checkpoint, tiny_bin, tmp_path):
+    (tmp_path / "in.txt").write_text("the game was\n\n", encoding="utf-8")
+    proc = run_fairseq("interactive", [
+        tiny_bin, "--task", "awd_language_modeling", "--path", checkpoint, "--input", tmp_path / "in.txt",
+        "--sampling", "--temperature", "0.7", "--beam", "1", "--max-len-b", "10", "--seed", "1",
+    ])
+    hypos = [line.split("\t") for line in proc.stdout.splitlines() if line.startswith("H-")]
+    assert len(hypos) == 2 and hypos[0][2].startswith("the game was") and hypos[1][2].strip()
+    assert all(math.isfinite(float(h[1])) for h in hypos)
+
+
+def run_script(name, *args):
+    cmd = [sys.executable, str(REPO / "scripts" / name), *map(str, args), "--cpu"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_generate_script_at_low_temperature(checkpoint, tiny_bin, hub):
+    cold = run_script("generate.py", tiny_bin, "--path", checkpoint, "--words", 40, "--temperature", 1e-4, "--outf", "-")
+    eos = hub.tgt_dict.eos()
+    greedy = list(sample_tokens(hub.models[0], 40, 0.0, prime=torch.tensor([eos])))
+    expected = "".join("\n" if t == eos else hub.tgt_dict[t] + " " for t in greedy) + "\n"
+    assert cold == expected
+
+
+def test_score_script_matches_hub(checkpoint, tiny_bin, hub, tmp_path):
+    (tmp_path / "s.txt").write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
+    lines = run_script("score_sentences.py", tiny_bin, "--path", checkpoint, "--input", tmp_path / "s.txt").splitlines()
+    assert len(lines) == len(SENTENCES)
+    for line, hypo in zip(lines, hub.score(SENTENCES)):
+        ppl, tokens = line.split("\t")
+        assert float(ppl) == pytest.approx(math.exp(-hypo["score"].item()), rel=1e-3)
+        assert [float(t.rsplit("/", 1)[1]) for t in tokens.split()] == pytest.approx(
+            hypo["positional_scores"].tolist(), abs=1e-3)
