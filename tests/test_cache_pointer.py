@@ -196,3 +196,19 @@ def test_window_must_be_positive(window):
 def test_lambda_out_of_range():
     with pytest.raises(ValueError, match="lambda"):
         CachePointer(window=WINDOW, theta=THETA, lambdah=1.5)
+
+
+def test_cache_alone_mixes_into_score_for_any_lambda():
+    """target_cache_log_probs + mix_with (the lambda search) against the formula per lambda."""
+    from awd_fairseq.modules.cache_pointer import mix_with
+
+    hidden, targets, log_probs = make_stream(45, seed=7)
+    model = log_probs.gather(1, targets.unsqueeze(1)).squeeze(1)
+    pointer = CachePointer(WINDOW, THETA, lambdah=1.0)
+    parts = [pointer.target_cache_log_probs(hidden[a:a + 8], targets[a:a + 8]) for a in range(0, 45, 8)]
+    log_cache, used = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    assert used.tolist() == [t > WINDOW for t in range(45)]
+    for lambdah in [0.0, 0.1, 0.5, 1.0]:
+        got = torch.where(used, mix_with(lambdah, log_cache, model), model)
+        expected = formula_reference(hidden, targets, log_probs, WINDOW, THETA, lambdah)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
