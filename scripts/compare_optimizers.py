@@ -1,19 +1,22 @@
 #!/usr/bin/env python
 """SGD against NT-ASGD on PTB with a small AWD-LSTM on CPU (the README's optimizer table).
 
-Both arms are one `--optimizer nt_asgd --lr-scheduler awd_when` configuration; they differ only
-in whether averaging starts. The SGD arm trains `--epochs` epochs and never averages (--nonmono
-large). The NT-ASGD arm resumes the SGD arm's checkpoint of epoch `--switch-epoch - 1`, so the
-two share every update before the switch, and averages from epoch `--switch-epoch` on
-(--asgd-at-epoch; with a CPU budget the non-monotone rule would fire too late). Printed: the valid
-perplexity of both arms per epoch after the switch and their ratio, measured in the same run.
+Both arms are one `--optimizer nt_asgd --lr-scheduler awd_when` configuration and differ only in
+whether averaging starts. The SGD arm trains `--epochs` epochs and never averages (--nonmono
+1000). The epoch at which NT-ASGD would switch is the first at which the non-monotone rule with
+`--nonmono` fires on the SGD arm's valid losses (both arms are identical up to then); the NT-ASGD
+arm resumes the SGD arm's checkpoint of that epoch, whose pending loss fires the trigger on load
+exactly as in an uninterrupted NT-ASGD run, and averages from the next epoch on. `--switch-epoch E`
+instead forces averaging from epoch E (--asgd-at-epoch), e.g. to see a switch made too early.
+Printed: valid perplexity of both arms per epoch from the switch on and their ratio, measured in
+the same run, and the CPU time of the training processes.
 
     python scripts/compare_optimizers.py --data data-bin/ptb --work-dir /tmp/compare_optimizers
 
 `--data` is scripts/prepare_data.py output; a missing folder is prepared from --ptb-raw (the
 getdata.sh splits). To fit a CPU budget of half an hour, `--train-fraction` trains on the first
-part of PTB's training split (binarized with the full PTB dictionary); validation always uses the
-whole valid split. A benchmark, not a test.
+part of PTB's training split (binarized with the full PTB dictionary) and `--nonmono` is small;
+validation always uses the whole valid split. A benchmark, not a test.
 """
 import argparse
 import re
@@ -25,11 +28,16 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+from awd_fairseq.optim.nonmono import NonMonotoneTrigger  # noqa: E402
+
 VALID = re.compile(r"\| valid \| epoch (\d+) \| valid on 'valid' subset \| loss ([\d.]+) \| ppl ([\d.]+)")
+SWITCH = "NT-ASGD: switching to averaged SGD"
 
 
-def train(data: Path, save_dir: Path, args, extra, log: Path) -> dict:
-    """Runs fairseq-train; returns {epoch: valid ppl} read from its log."""
+def train(data: Path, save_dir: Path, args, extra, log: Path):
+    """Runs fairseq-train; returns {epoch: (valid loss, valid ppl)} read from its log, and the log."""
     cmd = [
         sys.executable, "-m", "fairseq_cli.train", str(data), "--user-dir", str(REPO / "awd_fairseq"), "--cpu",
         "--task", "awd_language_modeling", "--arch", "awd_lstm", "--criterion", "awd_split_cross_entropy",
@@ -44,7 +52,14 @@ def train(data: Path, save_dir: Path, args, extra, log: Path) -> dict:
     with open(log, "w") as out:
         subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=True)
     print(f"{save_dir.name}: {time.time() - start:.0f} s, log {log}", flush=True)
-    return {int(m.group(1)): float(m.group(3)) for m in VALID.finditer(log.read_text())}
+    text = log.read_text()
+    return {int(m.group(1)): (float(m.group(2)), float(m.group(3))) for m in VALID.finditer(text)}, text
+
+
+def nonmono_switch_epoch(losses: dict, nonmono: int):
+    """The epoch whose validation loss fires NT-ASGD's trigger (averaging starts after it)."""
+    trigger = NonMonotoneTrigger(nonmono)
+    return next((epoch for epoch in sorted(losses) if trigger.observe(losses[epoch][0])), None)
 
 
 def train_subset(data: Path, fraction: float, out: Path) -> Path:
@@ -70,22 +85,22 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=Path("data-bin/ptb"))
     parser.add_argument("--ptb-raw", type=Path, default=REPO.parent / "shared" / "data" / "ptb")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/compare_optimizers"))
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--switch-epoch", type=int, default=5, help="first averaged epoch of the NT-ASGD arm")
+    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--nonmono", type=int, default=1, help="the trigger's n (the paper's 5 fires too late here)")
+    parser.add_argument("--switch-epoch", type=int, help="force averaging from this epoch instead of the trigger")
     parser.add_argument("--emsize", type=int, default=64)
     parser.add_argument("--nhid", type=int, default=128)
     parser.add_argument("--nlayers", type=int, default=2)
     parser.add_argument("--lr", type=float, default=30.0)
-    parser.add_argument("--batch-size", type=int, default=40)
-    parser.add_argument("--bptt", type=int, default=70)
+    parser.add_argument("--batch-size", type=int, default=20)
+    parser.add_argument("--bptt", type=int, default=35)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--train-fraction", type=float, default=0.25, help="train on this leading part of PTB train")
+    parser.add_argument("--train-fraction", type=float, default=0.1, help="train on this leading part of PTB train")
     args = parser.parse_args(argv)
-    if not 2 <= args.switch_epoch <= args.epochs:
+    if args.switch_epoch is not None and not 2 <= args.switch_epoch <= args.epochs:
         parser.error("--switch-epoch must lie in 2 .. --epochs")
 
     if not (args.data / "dict.txt").exists():
-        sys.path.insert(0, str(REPO))
         from awd_fairseq.data.prepare import prepare_corpus
 
         prepare_corpus("ptb", source=args.ptb_raw, out_dir=args.data)
@@ -97,23 +112,37 @@ def main(argv=None):
     if args.train_fraction < 1:
         data = train_subset(args.data, args.train_fraction, args.work_dir / "data")
 
-    sgd = train(data, sgd_dir, args, ["--nonmono", "1000"], args.work_dir / "sgd.log")
-    shutil.copy(sgd_dir / f"checkpoint{args.switch_epoch - 1}.pt", asgd_dir / "checkpoint_last.pt")
-    asgd = train(
-        data, asgd_dir, args, ["--asgd-at-epoch", str(args.switch_epoch)], args.work_dir / "nt_asgd.log"
-    )
+    sgd, _ = train(data, sgd_dir, args, ["--nonmono", "1000"], args.work_dir / "sgd.log")
+    if args.switch_epoch is None:
+        fired = nonmono_switch_epoch(sgd, args.nonmono)
+        if fired is None or fired >= args.epochs:
+            sys.exit(f"the non-monotone rule (n = {args.nonmono}) did not fire before epoch {args.epochs}: "
+                     "train longer, or pass --switch-epoch")
+        first_averaged, how = fired + 1, f"the non-monotone rule (n = {args.nonmono}) fired at epoch {fired}"
+        shutil.copy(sgd_dir / f"checkpoint{fired}.pt", asgd_dir / "checkpoint_last.pt")
+        extra = ["--nonmono", str(args.nonmono)]
+    else:
+        first_averaged, how = args.switch_epoch, f"forced (--asgd-at-epoch {args.switch_epoch})"
+        shutil.copy(sgd_dir / f"checkpoint{first_averaged - 1}.pt", asgd_dir / "checkpoint_last.pt")
+        extra = ["--nonmono", "1000", "--asgd-at-epoch", str(first_averaged)]
+    asgd, asgd_log = train(data, asgd_dir, args, extra, args.work_dir / "nt_asgd.log")
+    if SWITCH not in asgd_log:
+        sys.exit(f"the NT-ASGD arm did not switch: see {args.work_dir / 'nt_asgd.log'}")
 
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(f"\nvalid perplexity, PTB (train fraction {args.train_fraction}), awd_lstm {args.emsize}/{args.nhid}/"
-          f"{args.nlayers}, lr {args.lr}, averaging from epoch {args.switch_epoch}; "
-          f"CPU time {(cpu.ru_utime + cpu.ru_stime) / 60:.1f} min")
+    print(f"\nvalid perplexity, training on {min(args.train_fraction, 1):.0%} of the train split; awd_lstm "
+          f"{args.emsize}/{args.nhid}/{args.nlayers}, lr {args.lr}, batch {args.batch_size} x bptt {args.bptt}; "
+          f"switch: {how}, averaging from epoch {first_averaged}; "
+          f"CPU time of the training processes {(cpu.ru_utime + cpu.ru_stime) / 60:.1f} min")
     print("| epoch | SGD | NT-ASGD | NT-ASGD / SGD |")
     print("|---:|---:|---:|---:|")
-    for epoch in range(args.switch_epoch - 1, args.epochs + 1):
-        a = asgd.get(epoch, sgd.get(epoch) if epoch < args.switch_epoch else None)
-        s = sgd.get(epoch)
+    for epoch in range(first_averaged - 1, args.epochs + 1):
+        s = sgd.get(epoch, (None, None))[1]
+        a = asgd.get(epoch, (None, None))[1] if epoch >= first_averaged else s
         ratio = f"{a / s:.3f}" if a and s else "-"
         print(f"| {epoch} | {s} | {a} | {ratio} |")
+    best_sgd, best_asgd = min(v[1] for v in sgd.values()), min(v[1] for v in asgd.values())
+    print(f"best: SGD {best_sgd}, NT-ASGD {best_asgd} (ratio {best_asgd / best_sgd:.3f})")
 
 
 if __name__ == "__main__":
