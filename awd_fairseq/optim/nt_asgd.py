@@ -23,7 +23,7 @@ When averaging starts. The trigger fires at the end of epoch e, after epoch e's 
 written (fairseq steps the scheduler after saving, as the original switches after saving);
 averaging starts with the first update of epoch e + 1. After k more updates the average is the
 mean of the k iterates p_1 .. p_k that those updates produced; the weights p_0 at the switch are
-not part of it (torch's ASGD, which the original used, also drops p_1). `--asgd-at-epoch E` starts
+not part of it (torch's ASGD, which the original used, leaves out p_1 as well). `--asgd-at-epoch E` starts
 it with the first update of epoch E, `--asgd-from-start` with the first update of the run. The
 learning rate is not touched by the switch (the original silently reset it to --lr; see
 awd_when.py).
@@ -41,8 +41,7 @@ FP16Optimizer keeps fp32 master copies and this optimizer averages those; each s
 by fairseq's fp32 -> fp16 copy so the forward pass sees it (attached by the scheduler), and a
 checkpoint written while swapped also keeps the fp32 average (fairseq rebuilds its fp32 masters
 from the fp16 model on load). Under --amp the model's own fp32 parameters are optimized, nothing
-to copy. --memory-efficient-fp16,
-BMUF and ZeRO sharding are refused with an error.
+to copy. --memory-efficient-fp16, BMUF and ZeRO sharding are refused with an error.
 """
 import logging
 import os
