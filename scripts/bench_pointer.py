@@ -43,22 +43,34 @@ logger = logging.getLogger("bench_pointer")
 # -- eval ------------------------------------------------------------------------------------
 
 
+class Clock:
+    """Wall and process CPU seconds since creation (the CPU time is less sensitive to neighbours)."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def read(self):
+        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
 def timed_eval_lm(model, task, dataset):
+    """fairseq-eval-lm's loop; returns ((wall, cpu) seconds, perplexity)."""
     from fairseq_cli.eval_lm import eval_lm
 
-    start = time.perf_counter()
+    clock = Clock()
     result = eval_lm(models=[model], source_dictionary=task.source_dictionary,
                      batch_iterator=task.eval_lm_dataloader(dataset))
-    return time.perf_counter() - start, result["perplexity"]
+    return clock.read(), result["perplexity"]
 
 
 @torch.no_grad()
 def timed_original(wrapped, task, dataset, window, theta, lambdah):
-    """pointer.py's evaluate(): model softmax over the vocabulary, then the per-token loop."""
+    """pointer.py's evaluate(): the model's softmax over the vocabulary, then the per-token loop.
+    Returns ((wall, cpu) seconds, perplexity, (wall, cpu) seconds of the pointer loop alone)."""
     model, vocab = wrapped.model, len(task.dictionary)
     pointer_history, next_word_history = None, torch.empty(0, vocab)
-    loss, count, pointer_seconds = 0.0, 0, 0.0
-    start = time.perf_counter()
+    loss, count, pointer_wall, pointer_cpu = 0.0, 0, 0.0, 0.0
+    clock = Clock()
     for sample in task.eval_lm_dataloader(dataset):
         src, target = sample["net_input"]["src_tokens"], sample["target"]
         features, extra = model(src, stream_state=sample["net_input"]["stream_state"], features_only=True)
@@ -66,25 +78,26 @@ def timed_original(wrapped, task, dataset, window, theta, lambdah):
         rnn_out = features[0].float()  # (T, H)
         if pointer_history is None:
             pointer_history = rnn_out.new_empty(0, rnn_out.size(1))
-        tick = time.perf_counter()
+        tick = Clock()
         chunk_loss, pointer_history, next_word_history = original_chunk(
             rnn_out, target[0], probs[0].float(), pointer_history, next_word_history, window, theta, lambdah, vocab)
-        pointer_seconds += time.perf_counter() - tick
+        wall, cpu = tick.read()
+        pointer_wall, pointer_cpu = pointer_wall + wall, pointer_cpu + cpu
         loss, count = loss + chunk_loss, count + target.numel()
-    return time.perf_counter() - start, math.exp(loss / count), pointer_seconds
+    return clock.read(), math.exp(loss / count), (pointer_wall, pointer_cpu)
 
 
 @torch.no_grad()
 def timed_pointer_math(wrapped, task, split):
-    """Our pointer alone (CachePointer.score) on the split's stored model outputs."""
+    """Our pointer alone (CachePointer.score) on the split's stored model outputs: (wall, cpu)."""
     from awd_fairseq.tasks.cache_pointer_lm import window_outputs
 
     windows = list(window_outputs(task, wrapped, split))
     wrapped.pointer.reset()
-    start = time.perf_counter()
+    clock = Clock()
     for h, y, lp in windows:
         wrapped.pointer.score(h, y, lp)
-    return time.perf_counter() - start
+    return clock.read()
 
 
 def bench_eval():
@@ -114,22 +127,30 @@ def bench_eval():
     for _ in range(args.repeats):
         plain.append(timed_eval_lm(wrapped.model, plain_task, dataset))
         ours.append(timed_eval_lm(wrapped, task, dataset))
-    (t_plain, ppl_plain), (t_ours, ppl_ours) = min(plain), min(ours)
-    skip = CachePointer(cfg.pointer_window, cfg.pointer_theta, cfg.pointer_lambda, skip_chunk_start=True)
-    default, wrapped.pointer = wrapped.pointer, skip
-    t_skip, ppl_skip = timed_eval_lm(wrapped, task, dataset)
+    plain_t, ppl_plain = min(plain, key=lambda r: r[0][1])  # fastest by CPU time
+    ours_t, ppl_ours = min(ours, key=lambda r: r[0][1])
+    default, wrapped.pointer = wrapped.pointer, CachePointer(
+        cfg.pointer_window, cfg.pointer_theta, cfg.pointer_lambda, skip_chunk_start=True)
+    skip_t, ppl_skip = timed_eval_lm(wrapped, task, dataset)
     wrapped.pointer = default
-    t_math = timed_pointer_math(wrapped, task, split)
-    logger.info("plain eval      %8.1fs  ppl %.2f", t_plain, ppl_plain)
-    logger.info("ours            %8.1fs  ppl %.2f   %.2fx plain", t_ours, ppl_ours, t_ours / t_plain)
-    logger.info("ours, skip rule %8.1fs  ppl %.2f   %.2fx plain", t_skip, ppl_skip, t_skip / t_plain)
-    logger.info("our pointer math alone %.2fs (%.1f us/token)", t_math, 1e6 * t_math / n)
+    math_t = timed_pointer_math(wrapped, task, split)
+
+    def line(name, t, ppl, extra=""):
+        logger.info("%-22s %8.1fs wall %8.1fs CPU  ppl %8.2f  %5.2fx plain (wall) %5.2fx (CPU)%s", name, t[0], t[1],
+                    ppl, t[0] / plain_t[0], t[1] / plain_t[1], extra)
+
+    line("plain fairseq-eval-lm", plain_t, ppl_plain)
+    line("ours", ours_t, ppl_ours)
+    line("ours, pointer.py rule", skip_t, ppl_skip)
+    logger.info("our pointer math alone %.2fs wall %.2fs CPU (%.1f us/token CPU)", *math_t, 1e6 * math_t[1] / n)
     if args.skip_original:
         return
-    t_orig, ppl_orig, t_orig_math = timed_original(wrapped, task, dataset, cfg.pointer_window, cfg.pointer_theta,
+    orig_t, ppl_orig, orig_math_t = timed_original(wrapped, task, dataset, cfg.pointer_window, cfg.pointer_theta,
                                                    cfg.pointer_lambda)
-    logger.info("original        %8.1fs  ppl %.2f   %.2fx plain, %.1fx ours (pointer math alone: %.1fs, %.0fx ours)",
-                t_orig, ppl_orig, t_orig / t_plain, t_orig / t_ours, t_orig_math, t_orig_math / t_math)
+    line("original (pointer.py)", orig_t, ppl_orig, f"  {orig_t[0] / ours_t[0]:.1f}x ours (wall) "
+         f"{orig_t[1] / ours_t[1]:.1f}x (CPU)")
+    logger.info("original pointer math alone %.1fs wall %.1fs CPU: %.0fx ours (wall) %.0fx (CPU)", *orig_math_t,
+                orig_math_t[0] / math_t[0], orig_math_t[1] / math_t[1])
     if abs(math.log(ppl_orig) - math.log(ppl_skip)) > 1e-4:
         raise RuntimeError(f"pointer.py's loop gives ppl {ppl_orig:.4f}, ours with its rule {ppl_skip:.4f}")
 
@@ -146,18 +167,20 @@ def simulate_one(tokens, vocab, window, hidden, chunk, theta, lambdah, seed):
     unigram /= unigram.sum()
     cdf, log_unigram = unigram.cumsum(0), unigram.log().float()
     pointer = CachePointer(window=window, theta=theta, lambdah=lambdah)
-    seconds, total = 0.0, 0.0
+    seconds, cpu_seconds, total = 0.0, 0.0, 0.0
     with torch.no_grad():
         for start in range(0, tokens, chunk):
             t = min(chunk, tokens - start)
             targets = torch.searchsorted(cdf, torch.rand(t, generator=g, dtype=torch.float64)).clamp_(max=vocab - 1)
             h = torch.randn(t, hidden, generator=g) / math.sqrt(hidden) * 3  # (T, H), |h| ~ 3
-            tick = time.perf_counter()
+            tick, cpu_tick = time.perf_counter(), time.process_time()
             scores = pointer.score(h, targets, log_unigram[targets])
             seconds += time.perf_counter() - tick
+            cpu_seconds += time.process_time() - cpu_tick
             total += scores.double().sum().item()
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"tokens": tokens, "seconds": seconds, "peak_rss_mib": peak_mib, "ppl": math.exp(-total / tokens)}
+    return {"tokens": tokens, "seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_mib": peak_mib,
+            "ppl": math.exp(-total / tokens)}
 
 
 def bench_simulate(argv):
@@ -184,13 +207,14 @@ def bench_simulate(argv):
         child = [sys.executable, __file__, "simulate", *argv, "--tokens", str(tokens), "--one"]
         row = json.loads(subprocess.run(child, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         rows.append(row)
-        logger.info("%10d tokens  %8.1fs  %6.1f us/token  peak RSS %7.1f MiB", tokens, row["seconds"],
-                    1e6 * row["seconds"] / tokens, row["peak_rss_mib"])
-    per_token = rows[-1]["seconds"] / rows[-1]["tokens"]
-    logger.info("time per token, longest over shortest: %.2f; 100M tokens at the last rate: %.1f h; "
-                "pointer.py's (window, vocab) one-hot history alone would hold %.1f GiB",
-                per_token / (rows[0]["seconds"] / rows[0]["tokens"]), per_token * 1e8 / 3600,
-                args.window * args.vocab * 4 / 2**30)
+        logger.info("%10d tokens  %8.1fs wall (%6.1f us/token)  %8.1fs CPU (%6.1f us/token)  peak RSS %7.1f MiB",
+                    tokens, row["seconds"], 1e6 * row["seconds"] / tokens, row["cpu_seconds"],
+                    1e6 * row["cpu_seconds"] / tokens, row["peak_rss_mib"])
+    per_token = rows[-1]["cpu_seconds"] / rows[-1]["tokens"]
+    logger.info("CPU time per token, longest stream over shortest: %.2f; 100M tokens at the last rate: %.1f CPU-hours; "
+                "peak RSS, longest over shortest: %.2f; pointer.py's (window, vocab) one-hot history alone "
+                "would hold %.1f GiB", per_token / (rows[0]["cpu_seconds"] / rows[0]["tokens"]), per_token * 1e8 / 3600,
+                rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"], args.window * args.vocab * 4 / 2**30)
 
 
 if __name__ == "__main__":

@@ -128,9 +128,10 @@ class CachePointerLM(BaseFairseqModel):
 
     def get_normalized_probs(self, net_output, log_probs: bool, sample=None):
         scores = net_output[0].float()
+        scores = scores if log_probs else scores.exp()
         if scores.size(-1) == 1:  # target-only: broadcast over the vocabulary, no memory (see module docstring)
             scores = scores.expand(*scores.shape[:-1], len(self.model.decoder.dictionary))
-        return scores if log_probs else scores.exp()
+        return scores
 
 
 @torch.no_grad()
