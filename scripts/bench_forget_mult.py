@@ -20,6 +20,7 @@ from awd_fairseq.modules.forget_mult import forget_mult_reference, forget_mult_t
 from awd_fairseq.modules.forget_mult_cpu import cpu_kernel_available, forget_mult_cpu
 
 logger = logging.getLogger("bench_forget_mult")
+BASELINE = "pytorch-qrnn CPUForgetMult"
 
 
 def pytorch_qrnn_cpu_forget_mult(f, x, hidden_init=None):
@@ -36,19 +37,9 @@ def pytorch_qrnn_cpu_forget_mult(f, x, hidden_init=None):
     return torch.stack(result)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--T", type=int, default=70)
-    parser.add_argument("--B", type=int, default=20)
-    parser.add_argument("--H", type=int, default=1550)
-    parser.add_argument("--rounds", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 on a shared machine)")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def measure(T: int, B: int, H: int, rounds: int):
+    """{name: (forward ms list, forward+backward ms list)}, all candidates interleaved per round."""
     torch.manual_seed(0)
-    T, B, H = args.T, args.B, args.H
     f = torch.rand(T, B, H, requires_grad=True)  # our convention: the weight on c_{t-1}
     f_original = (1 - f).detach().requires_grad_(True)  # pytorch-qrnn's: the weight on x_t
     z = torch.randn(T, B, H, requires_grad=True)
@@ -56,7 +47,7 @@ def main():
     grad = torch.randn(T, B, H)
 
     candidates = {
-        "pytorch-qrnn CPUForgetMult": (pytorch_qrnn_cpu_forget_mult, (f_original, z, c0)),
+        BASELINE: (pytorch_qrnn_cpu_forget_mult, (f_original, z, c0)),
         "forget_mult_reference": (forget_mult_reference, (f, z, c0)),
         "forget_mult_torch": (forget_mult_torch, (f, z, c0)),
     }
@@ -75,24 +66,40 @@ def main():
     def both(fn, inputs):
         torch.autograd.grad(fn(*inputs), inputs, grad)
 
-    times = {(name, kind): [] for name in candidates for kind in ("forward", "both")}
-    for r in range(args.rounds + 2):  # two warm-up rounds
+    times = {name: ([], []) for name in candidates}
+    for r in range(rounds + 2):  # two warm-up rounds
         for name, (fn, inputs) in candidates.items():
-            for kind, run in (("forward", forward), ("both", both)):
+            for kind, run in enumerate((forward, both)):
                 start = time.perf_counter()
                 run(fn, inputs)
                 if r >= 2:
-                    times[name, kind].append((time.perf_counter() - start) * 1e3)
+                    times[name][kind].append((time.perf_counter() - start) * 1e3)
+    return times
 
-    logger.info("T=%d B=%d H=%d float32, %d threads, %d interleaved rounds; ms as min / median",
-                T, B, H, torch.get_num_threads(), args.rounds)
-    base = "pytorch-qrnn CPUForgetMult"
-    for name in candidates:
-        fwd, bwd = times[name, "forward"], times[name, "both"]
+
+def report(times, T: int, B: int, H: int):
+    logger.info("forget-mult, T=%d B=%d H=%d float32, %d threads, %d interleaved rounds; ms as min / median",
+                T, B, H, torch.get_num_threads(), len(times[BASELINE][0]))
+    base_fwd, base_both = (min(t) for t in times[BASELINE])
+    for name, (fwd, both) in times.items():
         logger.info("%-28s forward %7.2f / %7.2f   forward+backward %7.2f / %7.2f   "
                     "speed-up over CPUForgetMult (min): forward %5.1fx, forward+backward %5.1fx",
-                    name, min(fwd), statistics.median(fwd), min(bwd), statistics.median(bwd),
-                    min(times[base, "forward"]) / min(fwd), min(times[base, "both"]) / min(bwd))
+                    name, min(fwd), statistics.median(fwd), min(both), statistics.median(both),
+                    base_fwd / min(fwd), base_both / min(both))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--T", type=int, default=70)
+    parser.add_argument("--B", type=int, default=20)
+    parser.add_argument("--H", type=int, default=1550)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 on a shared machine)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    report(measure(args.T, args.B, args.H, args.rounds), args.T, args.B, args.H)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,34 @@ import sys
 import time
 
 
+def check_layer_on_cuda(torch) -> int:
+    """The PTB QRNN's first layer on CUDA (fp32, and fp16 / bf16 under autocast) against float64 on the CPU."""
+    from awd_fairseq.modules.qrnn import QRNNLayer
+
+    torch.manual_seed(0)
+    layer = QRNNLayer(400, 1550, window=2).double()
+    x = torch.randn(70, 20, 400, dtype=torch.float64, requires_grad=True)
+    state = (torch.randn(20, 1550, dtype=torch.float64), torch.randn(20, 400, dtype=torch.float64))
+    h, _ = layer(x, state)
+    g = torch.randn_like(h)
+    ref_grads = torch.autograd.grad(h, (x, layer.linear.weight), g)
+    failures = 0
+    for dtype, tol in ((torch.float32, 1e-4), (torch.float16, 3e-2), (torch.bfloat16, 2e-1)):
+        cuda_layer = QRNNLayer(400, 1550, window=2).cuda()
+        cuda_layer.load_state_dict(layer.state_dict())
+        xc = x.detach().float().cuda().requires_grad_(True)
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            hc, _ = cuda_layer(xc, tuple(s.float().cuda() for s in state))
+        grads = torch.autograd.grad(hc, (xc, cuda_layer.linear.weight), g.to(hc.dtype).cuda())
+        errs = [(hc.double().cpu() - h).abs().max().item()]
+        errs += [(a.double().cpu() - b).abs().max().item() / (1 + b.abs().max().item()) for a, b in zip(grads, ref_grads)]
+        ok = all(e <= tol for e in errs)
+        failures += not ok
+        print(f"{'ok  ' if ok else 'FAIL'} QRNN layer 400->1550 window 2 on CUDA, {dtype}: max err h={errs[0]:.2e} "
+              f"grads(rel)={', '.join(f'{e:.2e}' for e in errs[1:])}")
+    return failures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--interpret", action="store_true", help="run under TRITON_INTERPRET=1 on CPU")
@@ -64,6 +92,8 @@ def main() -> int:
         picked = type(forget_mult(x, x).grad_fn).__name__
         failures += picked != "ForgetMultTritonBackward"
         print("dispatcher on CUDA picks:", picked)
+    if device == "cuda":
+        failures += check_layer_on_cuda(torch)
     if args.bench and device == "cuda":
         f = torch.rand(70, 20, 1550, device=device, requires_grad=True)
         z = torch.randn(70, 20, 1550, device=device, requires_grad=True)

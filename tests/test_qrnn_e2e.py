@@ -12,7 +12,7 @@ def test_qrnn_trains_and_eval_lm_reproduces_its_valid_loss(tiny_bin, tmp_path):
     # every regulariser on, zoneout included; validation runs when --max-update stops training
     proc = run_fairseq(
         "train",
-        qrnn_train_args(tiny_bin, tmp_path / "ck", "--max-update", "12", "--zoneout", "0.1", "--eval-batch-size", "10"),
+        qrnn_train_args(tiny_bin, tmp_path / "ck", "--max-update", "6", "--zoneout", "0.1", "--eval-batch-size", "10"),
     )
     out = proc.stdout + proc.stderr
     assert "QRNNLanguageModel" in out and "window=2" in out

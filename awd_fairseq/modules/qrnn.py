@@ -92,6 +92,8 @@ class QRNNLayer(nn.Module):
             z, f = gates.chunk(2, dim=-1)
         z = torch.tanh(z)
         f = self._zoneout(torch.sigmoid(f))
+        if c0 is not None and c0.dtype != z.dtype:  # e.g. a float32 state entering an autocast region
+            c0 = c0.to(z.dtype)
         c = forget_mult(f, z, c0)  # (T, B, H)
         h = torch.sigmoid(o) * c if self.output_gate else c  # (T, B, H)
 
