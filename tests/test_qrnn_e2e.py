@@ -30,4 +30,12 @@ def test_qrnn_trains_and_eval_lm_reproduces_its_valid_loss(tiny_bin, tmp_path):
         [tiny_bin, "--task", "awd_language_modeling", "--path", tmp_path / "ck" / "checkpoint_last.pt",
          "--gen-subset", "valid", "--no-progress-bar"],
     )
-    assert abs(eval_lm_loss(single.stdout + single.stderr) - trained) < 0.1
+    single_loss = eval_lm_loss(single.stdout + single.stderr)
+    assert abs(single_loss - trained) < 0.1
+    # the cache pointer reads the same features and state: with lambda 0 it is the model alone
+    pointer = run_fairseq(
+        "eval_lm",
+        [tiny_bin, "--task", "awd_cache_pointer", "--path", tmp_path / "ck" / "checkpoint_last.pt",
+         "--gen-subset", "valid", "--no-progress-bar", "--pointer-window", "50", "--pointer-lambda", "0"],
+    )
+    assert abs(eval_lm_loss(pointer.stdout + pointer.stderr) - single_loss) < 1e-3
