@@ -9,7 +9,7 @@ PY=${PY:-python}
 DATA=${DATA:-data-bin/wikitext-2}
 RUN=${RUN:-runs/demo}
 DEMO_MINUTES=${DEMO_MINUTES:-8}
-MODEL=${MODEL:---emsize 128 --nhid 384 --nlayers 3 --split-softmax-cutoffs 2000,10000}
+MODEL=${MODEL:---emsize 64 --nhid 256 --nlayers 2 --split-softmax-cutoffs 2000,10000}
 
 if [ ! -f "$DATA/train.bin" ]; then
   echo "== preparing the embedded WikiText-2 into $DATA"
@@ -19,8 +19,8 @@ fi
 echo "== training a small AWD-LSTM (one epoch, at most $DEMO_MINUTES minutes) into $RUN"
 rm -rf "$RUN"
 fairseq-train "$DATA" --user-dir awd_fairseq --task awd_language_modeling --arch awd_lstm_wt2 $MODEL \
-  --criterion awd_split_cross_entropy --optimizer nt_asgd --lr 30 --clip-norm 0.25 \
-  --batch-size 40 --bptt 70 --max-epoch 1 --stop-time-hours "$(echo "$DEMO_MINUTES / 60" | bc -l)" \
+  --criterion awd_split_cross_entropy --optimizer nt_asgd --lr-scheduler awd_when --lr 30 --clip-norm 0.25 \
+  --batch-size 80 --bptt 70 --max-epoch 1 --stop-time-hours "$(echo "$DEMO_MINUTES / 60" | bc -l)" \
   --save-dir "$RUN" --log-format tqdm --cpu --seed 1882 2>&1 | tee "$RUN.train.log"
 
 score() {

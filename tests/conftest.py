@@ -51,7 +51,7 @@ def ptb_slice_bin(tmp_path_factory) -> Path:
     src = SHARED_DATA / "ptb"
     return make_data_bin(
         tmp_path_factory.mktemp("ptb"),
-        {"train": _head(src / "train.txt", 3000), "valid": _head(src / "valid.txt", 300), "test": _head(src / "test.txt", 300)},
+        {"train": _head(src / "train.txt", 1500), "valid": _head(src / "valid.txt", 150), "test": _head(src / "test.txt", 150)},
     )
 
 

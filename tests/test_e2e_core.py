@@ -9,7 +9,7 @@ def _out(proc):
 
 
 def test_valid_loss_during_training_equals_eval_lm(tiny_bin, tmp_path):
-    proc = run_fairseq("train", train_args(tiny_bin, tmp_path / "ck", "--max-epoch", "1", "--eval-batch-size", "10"))
+    proc = run_fairseq("train", train_args(tiny_bin, tmp_path / "ck", "--max-update", "30", "--eval-batch-size", "10"))
     (trained,) = valid_losses(_out(proc))
     ckpt = tmp_path / "ck" / "checkpoint_last.pt"
     torch.load(ckpt, weights_only=True)  # what torch >= 2.6 (and fairseq-eval-lm) does
@@ -50,7 +50,9 @@ def test_carrying_the_state_beats_resetting_it(tiny_bin, tmp_path):
 
 
 def test_real_ptb_slice_trains_and_evaluates(ptb_slice_bin, tmp_path):
-    proc = run_fairseq("train", train_args(ptb_slice_bin, tmp_path / "ck", "--max-epoch", "2", "--eval-batch-size", "1"))
+    proc = run_fairseq(
+        "train", train_args(ptb_slice_bin, tmp_path / "ck", "--max-epoch", "2", "--eval-batch-size", "1", "--batch-size", "20", "--bptt", "35")
+    )
     losses = valid_losses(_out(proc))
     assert len(losses) == 2 and losses[1] < losses[0]
     ev = run_fairseq(
