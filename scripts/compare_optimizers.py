@@ -65,7 +65,7 @@ def nonmono_switch_epoch(losses: dict, nonmono: int):
 def train_subset(data: Path, fraction: float, out: Path) -> Path:
     """A data-bin with the first `fraction` of data/raw/train.txt and the whole valid split."""
     lines = (data / "raw" / "train.txt").read_text(encoding="utf-8").splitlines(keepends=True)
-    out.mkdir(parents=True)
+    out.mkdir()
     (out / "train.txt").write_text("".join(lines[: int(len(lines) * fraction)]), encoding="utf-8")
     proc = subprocess.run(
         [
@@ -95,6 +95,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--bptt", type=int, default=35)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--reuse-sgd", action="store_true", help="keep the SGD arm already in --work-dir (same settings)"
+    )
     parser.add_argument("--train-fraction", type=float, default=0.1, help="train on this leading part of PTB train")
     args = parser.parse_args(argv)
     if args.switch_epoch is not None and not 2 <= args.switch_epoch <= args.epochs:
@@ -104,15 +107,19 @@ def main(argv=None):
         from awd_fairseq.data.prepare import prepare_corpus
 
         prepare_corpus("ptb", source=args.ptb_raw, out_dir=args.data)
-    if args.work_dir.exists():
-        shutil.rmtree(args.work_dir)
     sgd_dir, asgd_dir = args.work_dir / "sgd", args.work_dir / "nt_asgd"
-    asgd_dir.mkdir(parents=True)
-    data = args.data
-    if args.train_fraction < 1:
-        data = train_subset(args.data, args.train_fraction, args.work_dir / "data")
-
-    sgd, _ = train(data, sgd_dir, args, ["--nonmono", "1000"], args.work_dir / "sgd.log")
+    data = args.data if args.train_fraction >= 1 else args.work_dir / "data"
+    if args.reuse_sgd:
+        text = (args.work_dir / "sgd.log").read_text()
+        sgd = {int(m.group(1)): (float(m.group(2)), float(m.group(3))) for m in VALID.finditer(text)}
+        shutil.rmtree(asgd_dir, ignore_errors=True)
+    else:
+        shutil.rmtree(args.work_dir, ignore_errors=True)
+        args.work_dir.mkdir(parents=True)
+        if args.train_fraction < 1:
+            train_subset(args.data, args.train_fraction, data)
+        sgd, _ = train(data, sgd_dir, args, ["--nonmono", "1000"], args.work_dir / "sgd.log")
+    asgd_dir.mkdir()
     if args.switch_epoch is None:
         fired = nonmono_switch_epoch(sgd, args.nonmono)
         if fired is None or fired >= args.epochs:
