@@ -6,9 +6,9 @@ whether averaging starts. The SGD arm trains `--epochs` epochs and never average
 1000). The NT-ASGD arm resumes the SGD arm's checkpoint from just before the switch, so both share
 every update up to it, and averages from then on:
 
-* `--switch-epoch E` (default 13) forces averaging from epoch E (--asgd-at-epoch). Within half an
+* `--switch-epoch E` (default 12) forces averaging from epoch E (--asgd-at-epoch). Within half an
   hour of CPU the SGD arm still improves every epoch, so the non-monotone rule does not fire; by
-  epoch 13 its gains have slowed to a few percent per epoch. A small E shows a switch made too early.
+  epoch 12 its gains have slowed to a few percent per epoch. A small E shows a switch made too early.
 * `--switch-epoch 0` lets the non-monotone rule with `--nonmono` pick the epoch from the SGD arm's
   valid losses (both arms are identical up to then); the NT-ASGD arm resumes that epoch's
   checkpoint, whose pending loss fires the trigger on load as in an uninterrupted run.
@@ -90,10 +90,10 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=Path("data-bin/ptb"))
     parser.add_argument("--ptb-raw", type=Path, default=REPO.parent / "shared" / "data" / "ptb")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/compare_optimizers"))
-    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=14)
     parser.add_argument("--nonmono", type=int, default=1, help="the trigger's n (the paper's 5 fires too late here)")
     parser.add_argument(
-        "--switch-epoch", type=int, default=13, help="average from this epoch on; 0: when the non-monotone rule fires"
+        "--switch-epoch", type=int, default=12, help="average from this epoch on; 0: when the non-monotone rule fires"
     )
     parser.add_argument("--emsize", type=int, default=64)
     parser.add_argument("--nhid", type=int, default=128)
@@ -119,6 +119,7 @@ def main(argv=None):
     if args.reuse_sgd:
         text = (args.work_dir / "sgd.log").read_text()
         sgd = {int(m.group(1)): (float(m.group(2)), float(m.group(3))) for m in VALID.finditer(text)}
+        sgd = {epoch: value for epoch, value in sgd.items() if epoch <= args.epochs}
         shutil.rmtree(asgd_dir, ignore_errors=True)
     else:
         shutil.rmtree(args.work_dir, ignore_errors=True)
