@@ -9,11 +9,12 @@ size 1, times in one process
   original  salesforce/awd-lstm-lm pointer.py's per-token loop (bench_pointer_math.original_chunk)
             on the same model outputs, window by window; its perplexity must equal ours with
             pointer.py's rule.
-plain and ours alternate --repeats times (the fastest run of each is reported).
+plain and ours alternate --repeats times (the run of each with the least CPU time is reported).
+Wall and process CPU seconds are both printed: on a loaded machine the CPU seconds are the steadier.
 
     python scripts/bench_pointer.py data-bin/ptb --path ckpt.pt --gen-subset test \\
         --pointer-window 500 --pointer-theta 1.0 --pointer-lambda 0.1
-    python scripts/bench_pointer.py data-bin/wikitext-2 --path ckpt.pt --gen-subset test --slice-tokens 5000 \\
+    python scripts/bench_pointer.py data-bin/wikitext-2 --path ckpt.pt --gen-subset test --slice-tokens 4500 \\
         --pointer-window 3785 --pointer-theta 0.662 --pointer-lambda 0.1279
 
 `simulate`: WikiText-103 scale without a model. A synthetic stream (Zipf-distributed words over
@@ -22,6 +23,9 @@ CachePointer window by window, each length in a fresh process: pointer time and 
 resident memory per stream length.
 
     python scripts/bench_pointer.py simulate --tokens 25000,50000,100000,200000 --vocab 267735 --window 3785
+
+Run with OMP_NUM_THREADS=1 on a shared machine: small operations with several threads mostly wait
+for each other there.
 """
 import argparse
 import json

@@ -68,7 +68,7 @@ def mixture_ppl(log_cache, used, log_model, lambdah: float) -> float:
 
 def main():
     parser = eval_lm_parser(__doc__.splitlines()[0])
-    parser.add_argument("--thetas", default="0.1,0.3,0.5,0.662,0.8,1.0,1.3,1.6", help="comma-separated grid")
+    parser.add_argument("--thetas", default="0.1,0.3,0.5,0.662,0.8,1.0,1.3,1.6,2.0,2.5", help="comma-separated grid")
     parser.add_argument("--lambdas", default="0.05,0.08,0.1,0.1279,0.15,0.2,0.25,0.3", help="comma-separated grid")
     parser.add_argument("--valid-subset-name", default="valid", help="the split to tune on")
     parser.add_argument("--test-subset-name", default="test", help="the split to report")
@@ -93,6 +93,9 @@ def main():
                 best = (ppl, theta, lam)
     del valid
     ppl_valid, theta, lam = best
+    for name, value, grid in (("theta", theta, thetas), ("lambda", lam, lambdas)):
+        if len(grid) > 1 and value in (min(grid), max(grid)):
+            logger.warning("the best %s (%g) is at the edge of the grid: extend --%ss", name, value, name)
 
     test = collect(task, model, args.test_subset_name)
     log_cache, used, log_model = cache_scores(test, cfg.pointer_window, theta, cfg.pointer_skip_chunk_start)
