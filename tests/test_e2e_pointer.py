@@ -99,3 +99,14 @@ def test_transformer_lm_with_context(tiny_bin, tmp_path):
     expected = formula_loss(torch.cat(hs), tokens[1:], torch.cat(lps), WINDOW, THETA, LAMBDA)
     got = eval_pointer(tiny_bin, ckpt, "--bptt", bptt, "--pointer-context", context)
     assert got == pytest.approx(expected, abs=2e-4)
+    # the plain stream task scores a stateless model window by window, each window on its own
+    nll = []
+    with torch.no_grad():
+        for start in range(0, tokens.numel() - 1, bptt):
+            end = min(start + bptt, tokens.numel() - 1)
+            lp = model.get_normalized_probs(model(tokens[start:end].unsqueeze(0)), log_probs=True)[0]
+            nll.append(-lp.gather(1, tokens[start + 1 : end + 1].unsqueeze(1)).squeeze(1))
+    plain = run_fairseq("eval_lm", [tiny_bin, "--task", "awd_language_modeling", "--path", ckpt,
+                                    "--gen-subset", "test", "--bptt", bptt, "--no-progress-bar"])
+    expected_bits = torch.cat(nll).mean().item() / math.log(2)
+    assert eval_lm_loss(plain.stdout + plain.stderr) == pytest.approx(expected_bits, abs=2e-4)

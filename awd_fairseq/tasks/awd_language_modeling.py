@@ -135,7 +135,8 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
 
     def build_model(self, cfg, from_checkpoint=False):
         model = super().build_model(cfg, from_checkpoint)
-        if not getattr(model.decoder, "supports_stream_state", False):
+        self._models_carry_state = getattr(model.decoder, "supports_stream_state", False)
+        if not self._models_carry_state:
             logger.warning("%s does not carry recurrent state: every window starts afresh", type(model).__name__)
         return model
 
@@ -225,7 +226,10 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         itr = self._window_iterator(
             dataset, self.cfg.test_batch_size, False, self.cfg.seed, 1, 0, num_workers, 1, data_buffer_size
         )
-        return StatefulWindowIterator(itr.next_epoch_itr(shuffle=False), StreamState())
+        batches = itr.next_epoch_itr(shuffle=False)
+        if not getattr(self, "_models_carry_state", True):  # e.g. fairseq's transformer_lm: no state to carry
+            return batches
+        return StatefulWindowIterator(batches, StreamState())
 
     # -- steps ---------------------------------------------------------------------------
 
