@@ -49,6 +49,24 @@ def test_carrying_the_state_beats_resetting_it(tiny_bin, tmp_path):
     assert carried[-1] < reset[-1], (carried, reset)
 
 
+def test_mid_epoch_resume_matches_the_uninterrupted_run(tiny_bin, tmp_path):
+    """Stopped after 3 updates inside the first epoch and resumed to 6: the epoch iterator and the
+    carried recurrent state both come back from checkpoint_last.pt, so the weights equal those of
+    one run of 6 updates bit for bit (restarting the state from zeros would change them)."""
+    common = ["--disable-validation", "--save-interval-updates", "3"]
+    run_fairseq("train", train_args(tiny_bin, tmp_path / "whole", *common, "--max-update", "6"))
+    run_fairseq("train", train_args(tiny_bin, tmp_path / "split", *common, "--max-update", "3"))
+    first = torch.load(tmp_path / "split" / "checkpoint_last.pt", weights_only=True)
+    assert first["extra_state"]["train_iterator"]["iterations_in_epoch"] == 3  # stopped mid-epoch
+    assert first["extra_state"]["AWDLanguageModelingTask"]["train_stream"]  # the carried state
+    resumed = _out(run_fairseq("train", train_args(tiny_bin, tmp_path / "split", *common, "--max-update", "6")))
+    assert "no recurrent state saved" not in resumed
+    whole = torch.load(tmp_path / "whole" / "checkpoint_last.pt", weights_only=True)["model"]
+    split = torch.load(tmp_path / "split" / "checkpoint_last.pt", weights_only=True)["model"]
+    assert whole.keys() == split.keys()
+    assert all(torch.equal(whole[k], split[k]) for k in whole)
+
+
 def test_real_ptb_slice_trains_and_evaluates(ptb_slice_bin, tmp_path):
     proc = run_fairseq(
         "train", train_args(ptb_slice_bin, tmp_path / "ck", "--max-epoch", "2", "--eval-batch-size", "1", "--batch-size", "20", "--bptt", "35")

@@ -294,6 +294,17 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
             self._nt_asgd.end_validation(stats)
 
     # -- checkpointed state: the training stream's state, so a mid-epoch resume carries on --
+    # fairseq-train writes `task.state_dict()` into checkpoints but never reads it back; what it
+    # does restore (fairseq's main branch, checkpoint_utils.load_checkpoint) is the dict returned by
+    # `get_checkpoint_dict`, handed to `set_checkpoint_dict` together with the epoch iterator's
+    # position, and only when the iterator is restored too (not under --reset-dataloader). On a
+    # fairseq without these hooks a mid-epoch resume starts the state from zeros (StreamState warns).
+
+    def get_checkpoint_dict(self):
+        return {type(self).__name__: self.state_dict()}
+
+    def set_checkpoint_dict(self, state):
+        self.load_state_dict(state)
 
     def state_dict(self):
         state = dict(super().state_dict())
