@@ -294,34 +294,27 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
             self._nt_asgd.end_validation(stats)
 
     # -- checkpointed state: the training stream's state, so a mid-epoch resume carries on --
-    # fairseq-train writes `task.state_dict()` into checkpoints but never reads it back; what it
-    # does restore (fairseq's main branch, checkpoint_utils.load_checkpoint) is the dict returned by
-    # `get_checkpoint_dict`, handed to `set_checkpoint_dict` together with the epoch iterator's
-    # position, and only when the iterator is restored too (not under --reset-dataloader). On a
-    # fairseq without these hooks a mid-epoch resume starts the state from zeros (StreamState warns).
+    # fairseq-train restores, together with the epoch iterator's position (and only then: not
+    # under --reset-dataloader), the dict a task returns from `get_checkpoint_dict`, by handing it
+    # to `set_checkpoint_dict` (fairseq's main branch, checkpoint_utils.save/load_checkpoint).
+    # `task.state_dict()`, which fairseq also saves, is only read back by model loading (eval-lm),
+    # so the stream stays out of it. On a fairseq without these hooks a mid-epoch resume starts
+    # the state from zeros (StreamState warns).
 
     def get_checkpoint_dict(self):
-        return {type(self).__name__: self.state_dict()}
+        train = self.streams.get(self.cfg.train_subset)
+        saved = train.state_dict() if train is not None else {}
+        if not saved:
+            return {}
+        # the resumed run starts at the last committed offset: the older history is not needed
+        last = max(saved)
+        hidden = saved[last]
+        hidden = None if hidden is None else {n: t.detach().cpu() for n, t in hidden.items()}
+        return {type(self).__name__: {"train_stream": {int(last): hidden}}}
 
     def set_checkpoint_dict(self, state):
-        self.load_state_dict(state)
-
-    def state_dict(self):
-        state = dict(super().state_dict())
-        train = self.streams.get(self.cfg.train_subset)
-        if train is not None:
-            state["train_stream"] = {
-                int(k): (None if v is None else {n: t.detach().cpu() for n, t in v.items()})
-                for k, v in train.state_dict().items()
-            }
-        return state
-
-    def load_state_dict(self, state_dict):
-        state_dict = dict(state_dict)
-        train = state_dict.pop("train_stream", None)
-        super().load_state_dict(state_dict)
-        if train is not None:
-            self._stream(self.cfg.train_subset).load_state_dict(train)
+        if state.get("train_stream") is not None:
+            self._stream(self.cfg.train_subset).load_state_dict(state["train_stream"])
 
     def max_positions(self):
         return None
