@@ -51,6 +51,68 @@ def train_wps(data_bin: str, recipe, updates: int, interval: int, device: str, e
     return wps[1:]  # the first interval includes start-up
 
 
+def matrix_flops_per_token(data_bin: str, arch: str) -> int:
+    """Training FLOPs per token of the recipe's matrix products: each 2-D weight (recurrent and
+    input matrices, QRNN gate projections, the tied output embedding; the embedding lookup is free)
+    costs 2 FLOPs per entry forward and 4 backward (input and weight gradients)."""
+    from fairseq import options, tasks
+    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+    parser = options.get_training_parser()
+    ns = options.parse_args_and_arch(parser, [data_bin, "--user-dir", str(REPO / "awd_fairseq"), *COMMON, "--arch", arch, "--cpu"])
+    cfg = convert_namespace_to_omegaconf(ns)
+    model = tasks.setup_task(cfg.task).build_model(cfg.model)
+    return 6 * sum(p.numel() for p in model.parameters() if p.dim() == 2)
+
+
+def best_ms(fn, reps: int) -> float:
+    import time
+
+    fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return min(times)
+
+
+def report_bounds(data_bin: str, wps_median: dict, forget_mult_times) -> None:
+    """What this machine allows, measured in the same run: the matrix-product rate (sgemm at the
+    QRNN's gate-projection shape, batch 20 x bptt 70 rows) bounds both models' tokens/s, and the
+    memory bandwidth bounds the forget-mult, which must read f, z (forward) and f, z, c, grad
+    (backward) and write c, grad f, grad z: 9 passes over T x B x H floats. The bandwidth is that
+    of an elementwise add moving the same 9 passes' bytes (3 operands of 3 x T x B x H floats):
+    the forget-mult's working set exceeds the caches, so a smaller add would measure the L3."""
+    import torch
+
+    a, b = torch.randn(70 * 20, 1550), torch.randn(1550, 3 * 1550)
+    gemm_gflops = 2 * a.shape[0] * a.shape[1] * b.shape[1] / best_ms(lambda: a @ b, 10) / 1e6
+    nbytes = 70 * 20 * 1550 * 4  # one pass over a (T, B, H) float32 tensor
+    x, y, out = (torch.randn(3 * 70, 20, 1550) for _ in range(3))
+    bandwidth = 9 * nbytes / best_ms(lambda: torch.add(x, y, out=out), 20) / 1e6  # GB/s
+    logger.info("bounds on this machine (%d threads): sgemm %.0f GFLOP/s at 1400x1550x4650, "
+                "elementwise bandwidth %.0f GB/s", torch.get_num_threads(), gemm_gflops, bandwidth)
+    achieved = {}
+    for arch in RECIPES:
+        flops = matrix_flops_per_token(data_bin, arch)
+        achieved[arch] = wps_median[arch] * flops / 1e9
+        logger.info("  %-8s %.1f MFLOP per training token in matrix products; at %.0f tokens/s that is "
+                    "%.0f GFLOP/s = %.0f%% of the sgemm rate", arch, flops / 1e6, wps_median[arch],
+                    achieved[arch], 100 * achieved[arch] / gemm_gflops)
+    need = 2 * wps_median["awd_lstm"] * matrix_flops_per_token(data_bin, "qrnn") / 1e9
+    logger.info("  qrnn at 2x awd_lstm's tokens/s would need %.0f GFLOP/s = %.2fx the sgemm rate",
+                need, need / gemm_gflops)
+    if forget_mult_times is not None:
+        import bench_forget_mult
+
+        floor_ms = 9 * nbytes / bandwidth / 1e6
+        base = min(forget_mult_times[bench_forget_mult.BASELINE][1])
+        logger.info("  forget-mult forward+backward moves >= %.0f MB: >= %.2f ms at %.0f GB/s, so at most "
+                    "%.1fx CPUForgetMult's %.2f ms for any kernel", 9 * nbytes / 1e6, floor_ms, bandwidth,
+                    base / floor_ms, base)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-bin", default=str(REPO / "data-bin" / "ptb"))
@@ -94,7 +156,9 @@ def main():
     if args.device == "cpu":
         import bench_forget_mult
 
-        bench_forget_mult.report(bench_forget_mult.measure(70, 20, 1550, args.forget_mult_rounds), 70, 20, 1550)
+        times = bench_forget_mult.measure(70, 20, 1550, args.forget_mult_rounds)
+        bench_forget_mult.report(times, 70, 20, 1550)
+        report_bounds(args.data_bin, {k: statistics.median(v) for k, v in wps.items()}, times)
 
 
 if __name__ == "__main__":
