@@ -58,10 +58,15 @@ def matrix_flops_per_token(data_bin: str, arch: str) -> int:
     from fairseq import options, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
-    parser = options.get_training_parser()
-    ns = options.parse_args_and_arch(parser, [data_bin, "--user-dir", str(REPO / "awd_fairseq"), *COMMON, "--arch", arch, "--cpu"])
-    cfg = convert_namespace_to_omegaconf(ns)
-    model = tasks.setup_task(cfg.task).build_model(cfg.model)
+    quiet = logging.getLogger()
+    level, quiet.level = quiet.level, logging.WARNING  # not the model-building chatter
+    try:
+        parser = options.get_training_parser()
+        ns = options.parse_args_and_arch(parser, [data_bin, "--user-dir", str(REPO / "awd_fairseq"), *COMMON, "--arch", arch, "--cpu"])
+        cfg = convert_namespace_to_omegaconf(ns)
+        model = tasks.setup_task(cfg.task).build_model(cfg.model)
+    finally:
+        quiet.level = level
     return 6 * sum(p.numel() for p in model.parameters() if p.dim() == 2)
 
 
@@ -78,21 +83,29 @@ def best_ms(fn, reps: int) -> float:
 
 
 def report_bounds(data_bin: str, wps_median: dict, forget_mult_times) -> None:
-    """What this machine allows, measured in the same run: the matrix-product rate (sgemm at the
-    QRNN's gate-projection shape, batch 20 x bptt 70 rows) bounds both models' tokens/s, and the
+    """What this machine allows, measured in the same run: the matrix-product rate (the best
+    sgemm rate over the recipes' large shapes at batch 20 x bptt 70) bounds both models' tokens/s, and the
     memory bandwidth bounds the forget-mult, which must read f, z (forward) and f, z, c, grad
     (backward) and write c, grad f, grad z: 9 passes over T x B x H floats. The bandwidth is that
     of an elementwise add moving the same 9 passes' bytes (3 operands of 3 x T x B x H floats):
     the forget-mult's working set exceeds the caches, so a smaller add would measure the L3."""
     import torch
 
-    a, b = torch.randn(70 * 20, 1550), torch.randn(1550, 3 * 1550)
-    gemm_gflops = 2 * a.shape[0] * a.shape[1] * b.shape[1] / best_ms(lambda: a @ b, 10) / 1e6
+    rows = 70 * 20
+    shapes = [  # (m, k, n): the QRNN gate projection forward, its input and weight gradients,
+        (rows, 1550, 4650), (rows, 4650, 1550), (4650, rows, 1550), (rows, 400, 10000),  # the output layer
+    ]
+    rates = []
+    for m, k, n in shapes:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        rates.append(2 * m * k * n / best_ms(lambda: a @ b, 10) / 1e6)
+    gemm_gflops = max(rates)
     nbytes = 70 * 20 * 1550 * 4  # one pass over a (T, B, H) float32 tensor
     x, y, out = (torch.randn(3 * 70, 20, 1550) for _ in range(3))
     bandwidth = 9 * nbytes / best_ms(lambda: torch.add(x, y, out=out), 20) / 1e6  # GB/s
-    logger.info("bounds on this machine (%d threads): sgemm %.0f GFLOP/s at 1400x1550x4650, "
-                "elementwise bandwidth %.0f GB/s", torch.get_num_threads(), gemm_gflops, bandwidth)
+    logger.info("bounds on this machine (%d threads): sgemm %s GFLOP/s at %s (best %.0f); "
+                "elementwise bandwidth %.0f GB/s", torch.get_num_threads(), "/".join(f"{r:.0f}" for r in rates),
+                ", ".join("x".join(map(str, shape)) for shape in shapes), gemm_gflops, bandwidth)
     achieved = {}
     for arch in RECIPES:
         flops = matrix_flops_per_token(data_bin, arch)
