@@ -137,3 +137,28 @@ def test_missing_batch_size_and_valid_defaults(task):
 
 def test_dictionary_is_read_from_the_data_dir(task, tiny_bin):
     assert len(task.dictionary) == len(Dictionary.load(str(tiny_bin / "dict.txt")))
+
+
+def test_checkpointed_state_is_restored_only_for_the_same_stream_layout(task):
+    """fairseq's rank 0 alone writes checkpoints: another rank, or another --batch-size, must not
+    load rank 0's columns (they would carry another text's state)."""
+    ds = task.dataset("train")
+    task.get_batch_iterator(ds, max_sentences=10, seed=1)  # rank 0 of 1, 10 streams
+    stream = task._stream("train")
+    stream.seek(0)
+    stream.hidden = {"0.h": torch.randn(10, 4)}
+    stream.commit(20)
+    saved = task.get_checkpoint_dict()["AWDLanguageModelingTask"]
+    assert saved["layout"] == {"streams": 10, "world_size": 1, "rank": 0}
+    assert list(saved["train_stream"]) == [20]  # the last committed offset only
+
+    for kwargs in ({"max_sentences": 10}, {"max_sentences": 10, "num_shards": 2, "shard_id": 1}, {"max_sentences": 5}):
+        task.streams.clear()
+        task.get_batch_iterator(ds, seed=1, **kwargs)
+        task.set_checkpoint_dict(saved)
+        state = task._stream("train")
+        state.seek(20)
+        if kwargs == {"max_sentences": 10}:
+            assert torch.equal(state.hidden["0.h"], saved["train_stream"][20]["0.h"])
+        else:
+            assert state.hidden is None, kwargs

@@ -112,6 +112,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         self.streams = {}  # split -> StreamState
         self._lr_scales = []  # seq_len / bptt of the windows of the current update
         self._nt_asgd = None  # the NT-ASGD optimizer seen at the last train step (see _use_raw_weights)
+        self._train_layout = None  # streams / ranks of the training iterator (see get_batch_iterator)
 
     @classmethod
     def setup_task(cls, cfg: AWDLanguageModelingConfig, **kwargs):
@@ -211,6 +212,8 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
             )
         streams = self._streams_for(dataset, max_sentences)
         train = dataset is self.datasets.get(self.cfg.train_subset)
+        if train:  # which columns of the stream this process reads: checked before a state is restored
+            self._train_layout = {"streams": int(streams), "world_size": int(num_shards), "rank": int(shard_id)}
         return self._window_iterator(
             dataset, streams, train, seed, num_shards, shard_id, num_workers, epoch, data_buffer_size
         )
@@ -300,21 +303,32 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
     # `task.state_dict()`, which fairseq also saves, is only read back by model loading (eval-lm),
     # so the stream stays out of it. On a fairseq without these hooks a mid-epoch resume starts
     # the state from zeros (StreamState warns).
+    # Only the saving process (rank 0) calls get_checkpoint_dict, so a checkpoint holds rank 0's
+    # columns: a resumed run restores them where the layout (streams, ranks, rank) is the same,
+    # and the other ranks, or a run with another --batch-size, start from zeros.
 
     def get_checkpoint_dict(self):
         train = self.streams.get(self.cfg.train_subset)
         saved = train.state_dict() if train is not None else {}
-        if not saved:
+        if not saved or self._train_layout is None:
             return {}
         # the resumed run starts at the last committed offset: the older history is not needed
         last = max(saved)
         hidden = saved[last]
         hidden = None if hidden is None else {n: t.detach().cpu() for n, t in hidden.items()}
-        return {type(self).__name__: {"train_stream": {int(last): hidden}}}
+        return {type(self).__name__: {"train_stream": {int(last): hidden}, "layout": dict(self._train_layout)}}
 
     def set_checkpoint_dict(self, state):
-        if state.get("train_stream") is not None:
-            self._stream(self.cfg.train_subset).load_state_dict(state["train_stream"])
+        if state.get("train_stream") is None:
+            return
+        layout = self._train_layout
+        if state.get("layout") != layout:
+            logger.warning(
+                "the checkpoint's recurrent state is for stream layout %s, this process reads %s: "
+                "the resumed epoch starts it from zeros", state.get("layout"), layout,
+            )
+            return
+        self._stream(self.cfg.train_subset).load_state_dict(state["train_stream"])
 
     def max_positions(self):
         return None
