@@ -5,6 +5,7 @@ import torch.nn.functional as F
 
 from awd_fairseq.modules.onednn_linear import linear, onednn_linear_available
 from awd_fairseq.modules.qrnn import QRNNLayer
+from awd_fairseq.modules.weight_drop import drop_connect
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +84,7 @@ def test_weight_drop_in_training_only():
     torch.manual_seed(1)
     h, _ = layer(x)
     torch.manual_seed(1)  # the weight's mask is the forward's first random draw
-    dropped = F.dropout(raw, p, training=True)
+    dropped = drop_connect(raw, p, training=True)
     assert (dropped == 0).any() and not torch.equal(dropped, raw)
     torch.testing.assert_close(h, written_out(x, dropped, layer.linear.bias, 2, True)[0])
     assert not torch.equal(layer(x)[0], h)  # a fresh mask per forward

@@ -8,7 +8,7 @@ from torch.nn.utils import parametrize
 
 from awd_fairseq.modules.embedding_dropout import EmbeddingDropout, embedding_dropout
 from awd_fairseq.modules.locked_dropout import LockedDropout
-from awd_fairseq.modules.weight_drop import DropConnect, apply_weight_drop
+from awd_fairseq.modules.weight_drop import DropConnect, apply_weight_drop, drop_connect
 
 
 @pytest.fixture(autouse=True)
@@ -191,3 +191,22 @@ def test_weight_drop_p0_is_noop_and_state_dict_keys():
     assert "parametrizations.weight_hh_l0.original" in keys and "weight_hh_l0" not in keys
     with pytest.raises(ValueError):
         DropConnect(1.0)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.65])
+def test_drop_connect_has_dropouts_distribution(p):
+    """The CPU mask (uniform >= p) against what F.dropout promises: values {0, w / (1 - p)}, a
+    zero fraction within 5 standard errors of p, independent draws, gradients masked alike."""
+    w = torch.randn(400, 500, requires_grad=True)
+    out = drop_connect(w, p, True)
+    kept = out != 0
+    torch.testing.assert_close(out[kept], w[kept] / (1 - p))
+    n = w.numel()
+    assert abs((~kept).float().mean().item() - p) < 5 * (p * (1 - p) / n) ** 0.5
+    again = drop_connect(w, p, True) != 0
+    both = (kept & again).float().mean().item()  # independent masks: P(kept twice) = (1 - p)^2
+    assert abs(both - (1 - p) ** 2) < 5 * ((1 - p) ** 2 * (1 - (1 - p) ** 2) / n) ** 0.5
+    upstream = torch.randn_like(out)
+    out.backward(upstream)
+    torch.testing.assert_close(w.grad, upstream * kept / (1 - p))
+    assert drop_connect(w, p, False) is w and drop_connect(w, 0.0, True) is w

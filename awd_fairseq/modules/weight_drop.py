@@ -34,8 +34,25 @@ from torch.nn.utils import parametrize
 logger = logging.getLogger(__name__)
 
 
+def drop_connect(weight: torch.Tensor, p: float, training: bool) -> torch.Tensor:
+    """``F.dropout(weight, p, training)`` in distribution: each element zeroed with probability
+    ``p``, the survivors scaled by 1 / (1 - p); the very same tensor when not training.
+
+    On the CPU the mask is drawn as ``uniform >= p`` instead of through ``F.dropout``: torch's CPU
+    Bernoulli sampler costs about 4x a uniform draw (81 against 20 ms for one (4600, 1150) matrix
+    on our 2-core machine), and weight drop draws a whole matrix per layer per forward, ~10% of an
+    AWD-LSTM training step. On other devices ``F.dropout`` (fused there) is used.
+    """
+    if not training or p == 0.0:
+        return weight
+    if weight.device.type != "cpu":
+        return F.dropout(weight, p, True)
+    mask = torch.rand_like(weight).ge_(p).mul_(1.0 / (1.0 - p))  # P(u >= p) = 1 - p for u ~ U[0, 1)
+    return weight * mask
+
+
 class DropConnect(nn.Module):
-    """Parametrization returning ``F.dropout(weight, p, self.training)``.
+    """Parametrization returning ``drop_connect(weight, p, self.training)``.
 
     Each element of the weight matrix is zeroed with probability ``p`` and the survivors are
     scaled by 1 / (1 - p); identity (the very same tensor) in eval mode.
@@ -49,7 +66,7 @@ class DropConnect(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         # weight: (4H, H) for an LSTM's weight_hh_l{k}; any shape works
-        return F.dropout(weight, self.p, self.training)
+        return drop_connect(weight, self.p, self.training)
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
