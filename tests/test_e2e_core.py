@@ -1,5 +1,8 @@
 """End to end through fairseq's own command-line tools, in subprocesses, on tiny corpora."""
+import math
+
 import torch
+from fairseq.data import Dictionary
 
 from conftest import eval_lm_loss, run_fairseq, train_args, valid_losses
 
@@ -72,13 +75,16 @@ def test_real_ptb_slice_trains_and_evaluates(ptb_slice_bin, tmp_path):
         "train", train_args(ptb_slice_bin, tmp_path / "ck", "--max-epoch", "2", "--eval-batch-size", "1", "--batch-size", "20", "--bptt", "35")
     )
     losses = valid_losses(_out(proc))
-    assert len(losses) == 2 and losses[1] < losses[0]
+    # learnt: an untrained model scores about log2(V) bits; whether epoch 2 beats epoch 1 at this
+    # size and lr is up to the random draws, so that is not asserted
+    uniform = math.log2(len(Dictionary.load(str(ptb_slice_bin / "dict.txt"))))
+    assert len(losses) == 2 and max(losses) < uniform - 3, (losses, uniform)
     ev = run_fairseq(
         "eval_lm",
-        [ptb_slice_bin, "--task", "awd_language_modeling", "--path", tmp_path / "ck" / "checkpoint_best.pt",
+        [ptb_slice_bin, "--task", "awd_language_modeling", "--path", tmp_path / "ck" / "checkpoint_last.pt",
          "--gen-subset", "valid", "--no-progress-bar"],
     )
-    assert abs(eval_lm_loss(_out(ev)) - losses[1]) < 1e-3
+    assert abs(eval_lm_loss(_out(ev)) - losses[-1]) < 1e-3
 
 
 def test_missing_batch_size_is_a_clear_error(tiny_bin, tmp_path):
