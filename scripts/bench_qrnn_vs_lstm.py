@@ -106,14 +106,14 @@ def report_bounds(data_bin: str, wps_median: dict, forget_mult_times) -> None:
     logger.info("bounds on this machine (%d threads): sgemm %s GFLOP/s at %s (best %.0f); "
                 "elementwise bandwidth %.0f GB/s", torch.get_num_threads(), "/".join(f"{r:.0f}" for r in rates),
                 ", ".join("x".join(map(str, shape)) for shape in shapes), gemm_gflops, bandwidth)
-    achieved = {}
+    achieved, flops_of = {}, {}
     for arch in RECIPES:
-        flops = matrix_flops_per_token(data_bin, arch)
+        flops = flops_of[arch] = matrix_flops_per_token(data_bin, arch)
         achieved[arch] = wps_median[arch] * flops / 1e9
         logger.info("  %-8s %.1f MFLOP per training token in matrix products; at %.0f tokens/s that is "
                     "%.0f GFLOP/s = %.0f%% of the sgemm rate", arch, flops / 1e6, wps_median[arch],
                     achieved[arch], 100 * achieved[arch] / gemm_gflops)
-    need = 2 * wps_median["awd_lstm"] * matrix_flops_per_token(data_bin, "qrnn") / 1e9
+    need = 2 * wps_median["awd_lstm"] * flops_of["qrnn"] / 1e9
     logger.info("  qrnn at 2x awd_lstm's tokens/s would need %.0f GFLOP/s = %.2fx the sgemm rate",
                 need, need / gemm_gflops)
     if forget_mult_times is not None:

@@ -26,19 +26,20 @@ Why a sequential kernel and not a parallel scan on the CPU: the recurrence is me
 every scan formulation (chunked cumulative products, log-space sums, Hillis-Steele) reads and
 writes the (T, B, H) tensors several times, while the sequential pass reads f and z once and finds
 c_{t-1} in cache; the log-space and cumulative-product forms also divide by products of f that
-underflow for f near 0. Measured on a shared 2-core AMD EPYC, T=70, B=20, H=1550 float32
-(``scripts/bench_forget_mult.py``, minimum of 30 interleaved runs, milliseconds):
+underflow for f near 0. Measured on an idle 2-core AMD EPYC VM, T=70, B=20, H=1550 float32
+(``scripts/bench_qrnn_vs_lstm.py``, which runs ``scripts/bench_forget_mult.py``; minimum of 30
+interleaved runs, milliseconds, 1 thread / 2 threads):
 
-    implementation                                  forward   forward+backward   (1 thread)
-    pytorch-qrnn's CPUForgetMult (autograd loop)      5.1        21.8
-    forget_mult_reference (autograd loop)             4.2        17.7
-    forget_mult_torch (one lerp per step)             1.6         5.7
-    forget_mult_cpu (compiled C)                      1.1         3.4         (2 threads: 2.1, 2.6)
+    implementation                                  forward        forward+backward
+    pytorch-qrnn's CPUForgetMult (autograd loop)    6.09 / 5.43    19.03 / 17.41
+    forget_mult_reference (autograd loop)           4.52 / 4.78    14.59 / 17.74
+    forget_mult_torch (one lerp per step)           1.82 / 1.90     6.62 /  7.09
+    forget_mult_cpu (compiled C)                    1.31 / 1.03     3.84 /  2.92
 
-(an earlier chunked two-pass scan in torch took 1.5-2.5 ms forward alone). The C kernel is close to
-the memory bandwidth of one core: it moves f, z and c once forward (0.7-0.8 ms for the kernel
-alone, against 0.5 ms for ``torch.add(f, z, out=c)``, which moves as much) and f, z, c, the
-incoming gradient, df and dz once backward (1.8 ms).
+(an earlier chunked two-pass scan in torch took 1.5-2.5 ms forward alone). The C kernel is bound by
+memory bandwidth: it moves f, z and c once forward and f, z, c, the incoming gradient, df and dz
+once backward, 78 MB in all at these shapes, more than the caches hold; at the bandwidth the same
+run measures for an add moving as many bytes (22 / 38 GB/s) that takes at least 3.56 / 2.08 ms.
 
 Backward (exact, no autograd graph through the loop): with dc_t the total gradient reaching c_t,
 

@@ -113,6 +113,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         self._lr_scales = []  # seq_len / bptt of the windows of the current update
         self._nt_asgd = None  # the NT-ASGD optimizer seen at the last train step (see _use_raw_weights)
         self._train_layout = None  # streams / ranks of the training iterator (see get_batch_iterator)
+        self._models_carry_state = True  # set by build_model: False for stateless models (transformer_lm)
 
     @classmethod
     def setup_task(cls, cfg: AWDLanguageModelingConfig, **kwargs):
@@ -230,7 +231,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
             dataset, self.cfg.test_batch_size, False, self.cfg.seed, 1, 0, num_workers, 1, data_buffer_size
         )
         batches = itr.next_epoch_itr(shuffle=False)
-        if not getattr(self, "_models_carry_state", True):  # e.g. fairseq's transformer_lm: no state to carry
+        if not self._models_carry_state:  # e.g. fairseq's transformer_lm: no state to carry
             return batches
         return StatefulWindowIterator(batches, StreamState())
 
