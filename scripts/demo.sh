@@ -21,6 +21,7 @@ fi
 
 echo "== training a small AWD-LSTM (one epoch, at most $DEMO_MINUTES minutes) into $RUN"
 rm -rf "$RUN"
+mkdir -p "$(dirname "$RUN")"   # a fresh clone has no runs/: tee below opens its log before fairseq-train makes $RUN
 fairseq-train "$DATA" --user-dir awd_fairseq --task awd_language_modeling --arch awd_lstm_wt2 $MODEL $REG \
   --criterion awd_split_cross_entropy --optimizer nt_asgd --lr-scheduler awd_when --lr 30 --clip-norm 0.25 \
   --batch-size "$BATCH" --bptt 70 --max-epoch 1 --stop-time-hours "$(echo "$DEMO_MINUTES / 60" | bc -l)" \
