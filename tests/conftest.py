@@ -13,6 +13,16 @@ SHARED_DATA = next((p for p in (REPO / "shared" / "data", REPO.parent / "shared"
 USER_DIR = str(REPO / "awd_fairseq")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Mark as `e2e` every test in a test_e2e_*.py / test_*_e2e.py file and every test that uses,
+    directly or through its fixtures, the `fairseq_cli` runner fixture, so `pytest -m "not e2e"`
+    runs the unit tests alone."""
+    for item in items:
+        name = item.path.name
+        if name.startswith("test_e2e_") or name.endswith("_e2e.py") or "fairseq_cli" in item.fixturenames:
+            item.add_marker(pytest.mark.e2e)
+
+
 def _head(path: Path, n: int, skip: int = 0) -> str:
     opener = lzma.open if path.suffix == ".xz" else open
     with opener(path, "rt", encoding="utf-8") as f:
@@ -66,6 +76,12 @@ def run_fairseq(tool: str, args, check: bool = True) -> subprocess.CompletedProc
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def fairseq_cli():
+    """`run_fairseq`, as a fixture: a test (or fixture) requesting it is marked `e2e`."""
+    return run_fairseq
 
 
 def train_args(data_bin, save_dir, *extra):
