@@ -18,25 +18,24 @@ import torch
 import awd_fairseq  # noqa: F401  (registers the models and task)
 from awd_fairseq.tasks.lm_inference import sample_tokens
 
-logger = logging.getLogger("generate")
+logger = logging.getLogger("scripts.generate")
 
 
-def main():
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="the fairseq-preprocess directory the model was trained on (dict.txt)")
     parser.add_argument("--path", required=True, help="checkpoint")
     parser.add_argument("--words", type=int, default=1000, help="number of words to write")
     parser.add_argument("--temperature", type=float, default=1.0, help="higher is more diverse; 0 is greedy")
-    parser.add_argument("--seed", type=int, default=1111)
+    parser.add_argument("--seed", type=int, default=1111, help="random seed of the sampler")
     parser.add_argument("--prime", default="", help="text to continue")
     parser.add_argument("--outf", default="generated.txt", help="output file ('-' for stdout)")
-    parser.add_argument("--log-interval", type=int, default=100)
-    parser.add_argument("--cpu", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    if args.temperature < 0:
-        parser.error("--temperature must be >= 0")
+    parser.add_argument("--log-interval", type=int, default=100, help="log progress every N words")
+    parser.add_argument("--cpu", action="store_true", help="stay on the CPU even if CUDA is available")
+    return parser
 
+
+def main(args: argparse.Namespace) -> None:
     from fairseq import checkpoint_utils
 
     models, _, task = checkpoint_utils.load_model_ensemble_and_task([args.path], arg_overrides={"data": args.data})
@@ -56,12 +55,21 @@ def main():
         for i, token in enumerate(sample_tokens(model, args.words, args.temperature, prime, generator=generator)):
             out.write("\n" if token == dictionary.eos() else dictionary[token] + " ")
             if (i + 1) % args.log_interval == 0:
-                logger.info("| generated %d/%d words", i + 1, args.words)
+                logger.info("generated %d/%d words", i + 1, args.words)
         out.write("\n")
     finally:
         if out is not sys.stdout:
             out.close()
 
 
+def cli_main() -> None:
+    parser = get_parser()
+    args = parser.parse_args()
+    if args.temperature < 0:
+        parser.error("--temperature must be >= 0")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
+    main(args)
+
+
 if __name__ == "__main__":
-    main()
+    cli_main()

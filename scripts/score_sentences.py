@@ -17,19 +17,20 @@ import torch
 
 import awd_fairseq  # noqa: F401  (registers the models and task)
 
-logger = logging.getLogger("score_sentences")
+logger = logging.getLogger("scripts.score_sentences")
 
 
-def main():
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="the fairseq-preprocess directory the model was trained on (dict.txt)")
     parser.add_argument("--path", required=True, help="checkpoint")
     parser.add_argument("--input", required=True, help="text file, one sentence per line")
     parser.add_argument("--batch-size", type=int, default=32, help="sentences per batch")
-    parser.add_argument("--cpu", action="store_true")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    parser.add_argument("--cpu", action="store_true", help="stay on the CPU even if CUDA is available")
+    return parser
 
+
+def main(args: argparse.Namespace) -> None:
     from fairseq import hub_utils
 
     loaded = hub_utils.from_pretrained(
@@ -52,5 +53,11 @@ def main():
         logger.info("%d lines, %d tokens, perplexity %.2f", len(lines), count, math.exp(-total / count))
 
 
+def cli_main() -> None:
+    args = get_parser().parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
+    main(args)
+
+
 if __name__ == "__main__":
-    main()
+    cli_main()

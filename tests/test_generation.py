@@ -1,5 +1,6 @@
 """Generation and sentence scoring: incremental decoding against the full forward pass, the
-sampler, and end to end through fairseq-interactive, the hub interface and the scripts."""
+sampler, and end to end through fairseq-interactive, the hub interface and the scripts, each
+against the model's full forward pass over the whole context (one call per step or sentence)."""
 import math
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from awd_fairseq.models.recurrent_decoder import RecurrentLMDecoder
 from awd_fairseq.modules.lstm_layer import LSTMLayer
 from awd_fairseq.modules.qrnn import QRNNLayer
 from awd_fairseq.tasks.lm_inference import SentenceDataset, sample_tokens
-from conftest import REPO, TINY_MODEL, run_fairseq, train_args
+from conftest import REPO, train_args
 
 LAYERS = {
     "lstm": lambda i, o: LSTMLayer(i, o, weight_drop=0.3),
@@ -87,11 +88,11 @@ ARCHS = ["awd_lstm", pytest.param("qrnn", marks=pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module", params=ARCHS)
-def checkpoint(request, tiny_bin, tmp_path_factory):
+def checkpoint(request, tiny_bin, tmp_path_factory, fairseq_cli):
     save = tmp_path_factory.mktemp(request.param)
     args = train_args(tiny_bin, save, "--max-update", "30", "--disable-validation")
     args[args.index("--arch") + 1] = request.param
-    run_fairseq("train", args)
+    fairseq_cli("train", args)
     ckpt = save / "checkpoint_last.pt"
     torch.load(ckpt, weights_only=True)
     return ckpt
@@ -136,9 +137,9 @@ def test_hub_generation_is_incremental_and_continues_the_prefix(hub):
     assert samples[1].strip()  # from nothing: fairseq forbids </s> as the first token
 
 
-def test_interactive_sampling(checkpoint, tiny_bin, tmp_path):
+def test_interactive_sampling(checkpoint, tiny_bin, tmp_path, fairseq_cli):
     (tmp_path / "in.txt").write_text("the game was\n\n", encoding="utf-8")
-    proc = run_fairseq("interactive", [
+    proc = fairseq_cli("interactive", [
         tiny_bin, "--task", "awd_language_modeling", "--path", checkpoint, "--input", tmp_path / "in.txt",
         "--sampling", "--temperature", "0.7", "--beam", "1", "--max-len-b", "10", "--seed", "1",
     ])
@@ -154,20 +155,36 @@ def run_script(name, *args):
     return proc.stdout
 
 
+def greedy_by_full_forward(model, num_tokens, eos):
+    """Greedy continuation of `</s>`, one full forward pass over the whole stream per word."""
+    tokens = [eos]
+    with torch.no_grad():
+        for _ in range(num_tokens):
+            lprobs = model(torch.tensor([tokens]))[0][0, -1]  # (V,) after every token so far
+            tokens.append(int(lprobs.argmax()))
+    return tokens[1:]
+
+
 def test_generate_script_at_low_temperature(checkpoint, tiny_bin, hub):
     cold = run_script("generate.py", tiny_bin, "--path", checkpoint, "--words", 40, "--temperature", 1e-4, "--outf", "-")
     eos = hub.tgt_dict.eos()
-    greedy = list(sample_tokens(hub.models[0], 40, 0.0, prime=torch.tensor([eos])))
+    greedy = greedy_by_full_forward(hub.models[0], 40, eos)
     expected = "".join("\n" if t == eos else hub.tgt_dict[t] + " " for t in greedy) + "\n"
     assert cold == expected
 
 
-def test_score_script_matches_hub(checkpoint, tiny_bin, hub, tmp_path):
+def test_score_script_equals_full_forward(checkpoint, tiny_bin, hub, tmp_path):
     (tmp_path / "s.txt").write_text("\n".join(SENTENCES) + "\n", encoding="utf-8")
     lines = run_script("score_sentences.py", tiny_bin, "--path", checkpoint, "--input", tmp_path / "s.txt").splitlines()
     assert len(lines) == len(SENTENCES)
-    for line, hypo in zip(lines, hub.score(SENTENCES)):
+    eos = hub.tgt_dict.eos()
+    for line, sentence in zip(lines, SENTENCES):
+        words = hub.tgt_dict.encode_line(sentence, add_if_not_exist=False).long()  # ends with </s>
+        with torch.no_grad():  # the line alone, read after a </s>, its closing </s> scored too
+            lprobs = hub.models[0](torch.cat([words.new_tensor([eos]), words[:-1]]).unsqueeze(0))[0][0]
+        expected = lprobs.gather(1, words.unsqueeze(1)).squeeze(1)  # (n + 1,) natural log
         ppl, tokens = line.split("\t")
-        assert float(ppl) == pytest.approx(math.exp(-hypo["score"].item()), rel=1e-3)
-        assert [float(t.rsplit("/", 1)[1]) for t in tokens.split()] == pytest.approx(
-            hypo["positional_scores"].tolist(), abs=1e-3)
+        assert float(ppl) == pytest.approx(math.exp(-expected.mean().item()), abs=0.006)
+        pairs = [t.rsplit("/", 1) for t in tokens.split()]
+        assert [w for w, _ in pairs] == [hub.tgt_dict[t] for t in words.tolist()]
+        assert [float(x) for _, x in pairs] == pytest.approx(expected.tolist(), abs=1e-4)  # printed to 4 decimals
