@@ -5,4 +5,5 @@ Every registering module is imported here explicitly: when this package is impor
 `--user-dir` is processed (tests, scripts, a pip install), fairseq does not auto-import the
 sub-packages.
 """
+from . import checkpoint_compat  # noqa: F401  (torch may load checkpoints holding argparse.Namespace)
 from . import criterions, models, optim, tasks  # noqa: F401  (registration side effects)
