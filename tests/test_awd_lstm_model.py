@@ -11,7 +11,7 @@ from awd_fairseq.criterions.awd_split_cross_entropy import AWDSplitCrossEntropyC
 from awd_fairseq.models.awd_lstm import AWDLSTMModel, RecurrentLMConfig
 from awd_fairseq.modules.stream_state import StreamState
 from awd_fairseq.optim.nt_asgd import FairseqNTASGD
-from awd_fairseq.tasks.awd_language_modeling import AWDLanguageModelingTask
+from awd_fairseq.tasks.awd_language_modeling import AWDLanguageModelingConfig, AWDLanguageModelingTask
 
 
 class _Task:
@@ -114,20 +114,28 @@ def test_incremental_decoding_equals_the_full_forward():
 
 def test_ar_and_tar_are_the_formulas():
     torch.manual_seed(0)
-    m = build().train()  # dropout off, so the criterion's forward is reproducible
+    m = build(no_dropout=False, dropout=0.5).train()  # the last layer's output dropout on
     crit = AWDSplitCrossEntropyCriterion(_Task(), alpha=2.0, beta=1.0)
     tokens, target = torch.randint(4, 50, (3, 6)), torch.randint(4, 50, (3, 6))
     sample = {"net_input": {"src_tokens": tokens}, "target": target, "ntokens": 18, "nsentences": 3}
+    seen = {}  # the last layer's output before (raw) and after (dropped) its locked dropout
+    hook = m.decoder.dropout_output.register_forward_hook(
+        lambda mod, inputs, output: seen.update(raw=inputs[0].transpose(0, 1), dropped=output.transpose(0, 1))
+    )
     loss, sample_size, log = crit(m, sample)
-    lprobs, extra = m(tokens)
-    h = extra["raw_output"]  # (B, T, H) = dropped output here
+    hook.remove()
+    raw, dropped = seen["raw"].detach(), seen["dropped"].detach()  # (B, T, H)
+    assert not torch.allclose(raw, dropped)  # a criterion reading the wrong one fails below
+    w, bias = m.decoder.embed_tokens.weight, m.decoder.output_bias  # tied, full softmax (V = 50)
+    lprobs = torch.log_softmax(dropped @ w.t() + bias, -1)  # (B, T, V)
     nll = -sum(lprobs[b, t, target[b, t]] for b in range(3) for t in range(6))
-    ar = sum(h[b, t, k] ** 2 for b in range(3) for t in range(6) for k in range(8)) / (3 * 6 * 8)
-    tar = sum((h[b, t + 1, k] - h[b, t, k]) ** 2 for b in range(3) for t in range(5) for k in range(8)) / (3 * 5 * 8)
+    # main.py: AR on the last layer's dropped output, TAR on its raw (undropped) output
+    ar = sum(dropped[b, t, k] ** 2 for b in range(3) for t in range(6) for k in range(8)) / (3 * 6 * 8)
+    tar = sum((raw[b, t + 1, k] - raw[b, t, k]) ** 2 for b in range(3) for t in range(5) for k in range(8)) / (3 * 5 * 8)
     assert sample_size == 18
-    assert torch.allclose(log["loss"], nll, atol=1e-4)
+    torch.testing.assert_close(log["loss"], nll.detach(), atol=1e-4, rtol=1e-5)
     # fairseq divides by the sample size: mean CE + alpha * AR + beta * TAR, as main.py
-    assert torch.allclose(loss / 18, nll / 18 + 2.0 * ar + 1.0 * tar, atol=1e-5)
+    torch.testing.assert_close(loss.detach() / 18, (nll / 18 + 2.0 * ar + 1.0 * tar).detach(), atol=1e-5, rtol=1e-5)
     m.eval()
     loss_eval, _, log_eval = crit(m, sample)
     assert "ar" not in log_eval and torch.allclose(loss_eval, log_eval["loss"])
@@ -141,11 +149,11 @@ def test_learning_rate_is_scaled_by_seq_len_over_bptt_at_the_step():
     from fairseq.optim.nag import FairseqNAG, FairseqNAGConfig
 
     opt = FairseqNAG(FairseqNAGConfig(momentum=0.0, weight_decay=0.1, lr=[2.0]), params)  # = SGD here
-    task = AWDLanguageModelingTask.__new__(AWDLanguageModelingTask)
-    task._lr_scales = []
+    task = AWDLanguageModelingTask(
+        AWDLanguageModelingConfig(reset_state_every_window=True, train_subset="train", seed=1), Dictionary()
+    )
     tokens, target = torch.randint(4, 50, (2, 7)), torch.randint(4, 50, (2, 7))
     sample = {"net_input": {"src_tokens": tokens}, "target": target, "ntokens": 14, "nsentences": 2, "lr_scale": 0.5}
-    task.cfg = argparse.Namespace(reset_state_every_window=True, train_subset="train")
     before = [p.detach().clone() for p in params]
     task.train_step(sample, m, crit, opt, 0)
     grads = [p.grad.clone() for p in params]

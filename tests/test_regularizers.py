@@ -64,21 +64,41 @@ def test_embedding_dropout_drops_whole_word_types():
     assert torch.all(out[factor == 0] == 0)
 
 
-def test_embedding_dropout_matches_masked_matrix_reference():
+def originals_embedded_dropout(weight, tokens, p, seed):
+    """salesforce/awd-lstm-lm embed_regularize.py, written out: draw one Bernoulli(1 - p) per
+    vocabulary row (a (V, 1) mask) from the seeded generator, scale the whole (V, E) matrix by
+    mask / (1 - p), then look the tokens up."""
+    torch.manual_seed(seed)
+    mask = weight.new_empty(weight.size(0), 1).bernoulli_(1 - p) / (1 - p)  # (V, 1)
+    return F.embedding(tokens, weight * mask)
+
+
+def test_embedding_dropout_matches_the_originals_masked_matrix():
     V, E, p = 30, 8, 0.4
     weight = torch.randn(V, E, requires_grad=True)
     tokens = _tokens(V)
+    torch.manual_seed(7)
     out = embedding_dropout(weight, tokens, p, training=True)
-    # recover the per-type mask from the output, then do it the original's way
-    mask = torch.zeros(V)
-    mask[tokens.flatten()] = (out[..., 0] / weight[tokens][..., 0]).detach().flatten()
     ref_weight = weight.detach().clone().requires_grad_(True)
-    ref = F.embedding(tokens, ref_weight * mask.unsqueeze(1))  # masked (V, E) then lookup
+    ref = originals_embedded_dropout(ref_weight, tokens, p, seed=7)
+    assert 0 < (ref == 0).all(-1).sum() < ref[..., 0].numel()  # some dropped, some kept
     torch.testing.assert_close(out, ref)
     upstream = torch.randn_like(out)
     out.backward(upstream)
     ref.backward(upstream)
     torch.testing.assert_close(weight.grad, ref_weight.grad)
+
+
+def test_embedding_dropout_rate_and_fresh_draws():
+    V, p = 4000, 0.3
+    weight = torch.ones(V, 1)
+    tokens = torch.arange(V)
+    first = embedding_dropout(weight, tokens, p, training=True)[:, 0] == 0  # (V,) dropped types
+    second = embedding_dropout(weight, tokens, p, training=True)[:, 0] == 0
+    sd = (p * (1 - p) / V) ** 0.5
+    assert abs(first.float().mean().item() - p) < 5 * sd
+    both = (first & second).float().mean().item()  # independent draws: P(dropped twice) = p^2
+    assert abs(both - p * p) < 5 * (p * p * (1 - p * p) / V) ** 0.5
 
 
 @pytest.mark.parametrize("training, p", [(True, 0.0), (False, 0.5)])
@@ -94,13 +114,20 @@ def test_embedding_dropout_last_row_gets_gradient(training, p):
 
 
 def test_embedding_dropout_module_eval_and_tying():
-    module = EmbeddingDropout(nn.Embedding(12, 6), p=0.5)
-    decoder = nn.Linear(6, 12)
+    V, E, p = 12, 6, 0.5
+    module = EmbeddingDropout(nn.Embedding(V, E), p=p)
+    decoder = nn.Linear(E, V)
     decoder.weight = module.embedding.weight  # tied output embedding
-    tokens = torch.randint(12, (4, 3))
-    assert torch.equal(module.eval()(tokens), module.embedding(tokens))
-    module.train()(tokens).sum().backward()
-    assert decoder.weight.grad is module.embedding.weight.grad
+    tokens = torch.cat([torch.arange(V), torch.randint(V, (12,))]).view(6, 4)
+    assert torch.equal(module.eval()(tokens), module.embedding.weight[tokens])
+    upstream = torch.randn(6, 4, V)
+    torch.manual_seed(3)
+    (decoder(module.train()(tokens)) * upstream).sum().backward()
+    # the tied matrix's gradient is the sum of its two uses: the dropped-out lookup and the projection
+    ref_weight = module.embedding.weight.detach().clone().requires_grad_(True)
+    embedded = originals_embedded_dropout(ref_weight, tokens, p, seed=3)  # (6, 4, E)
+    ((embedded @ ref_weight.T + decoder.bias.detach()) * upstream).sum().backward()
+    torch.testing.assert_close(module.embedding.weight.grad, ref_weight.grad)
     with pytest.raises(ValueError):
         EmbeddingDropout(nn.Embedding(12, 6, padding_idx=1), p=0.1)
 
