@@ -113,9 +113,19 @@ def train_args(data_bin, save_dir, *extra):
 
 
 def valid_losses(out: str):
-    """Base-2 validation losses as fairseq-train logs them, one per validation."""
+    """Base-2 validation losses fairseq-train logged, one per validation: its `--log-format json`
+    records (read by awd_fairseq.fairseq_logs), else the "valid on 'valid' subset | loss" lines of
+    the `simple` format (train_args' format)."""
+    from awd_fairseq import fairseq_logs
+
+    records = fairseq_logs.valid(out)
+    if records:
+        return [r["loss"] for r in records]
     return [float(m) for m in re.findall(r"valid on 'valid' subset \| loss ([0-9.]+)", out)]
 
 
-def eval_lm_loss(stdout: str) -> float:
-    return float(re.search(r"Loss \(base 2\): ([0-9.]+)", stdout).group(1))
+def eval_lm_loss(out: str) -> float:
+    """fairseq-eval-lm's closing "Loss (base 2)" (printed to 4 decimals)."""
+    from awd_fairseq import fairseq_logs
+
+    return fairseq_logs.eval_lm_summary(out).loss_base2
