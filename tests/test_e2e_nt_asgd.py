@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import ptb_lines
+
 REPO = Path(__file__).resolve().parents[1]
-PTB = next((p for p in (REPO / "shared" / "data" / "ptb", REPO.parent / "shared" / "data" / "ptb") if p.is_dir()), None)
-pytestmark = pytest.mark.skipif(PTB is None, reason="shared/data/ptb not present")
 
 EPOCHS = 7
 COMMON = [
@@ -76,11 +76,10 @@ def param_names(checkpoint, data):
 
 @pytest.fixture(scope="session")
 def data(tmp_path_factory):
-    """200 training, 60 validation and 40 test lines of PTB, binarized."""
+    """200 training, 60 validation and 40 test lines of PTB (or its stand-in), binarized."""
     root = tmp_path_factory.mktemp("ptb_slice")
     for split, lines in (("train", 200), ("valid", 60), ("test", 40)):
-        with open(PTB / f"{split}.txt", encoding="utf-8") as f:
-            (root / f"{split}.txt").write_text("".join(f.readlines()[:lines]), encoding="utf-8")
+        (root / f"{split}.txt").write_text(ptb_lines(split, lines), encoding="utf-8")
     run(
         "preprocess", "--only-source", "--trainpref", root / "train.txt", "--validpref", root / "valid.txt",
         "--testpref", root / "test.txt", "--destdir", root / "bin", "--workers", "1",

@@ -32,6 +32,40 @@ EMBEDDED_WIKITEXT2 = Path(__file__).resolve().parents[2] / "data" / "wikitext-2"
 _BINARIZED = [f"{s}.{ext}" for s in SPLITS for ext in ("bin", "idx")] + ["dict.txt", "preprocess.log"]
 
 
+def check_utf8(path: Path, chunk_bytes: int = 1 << 24) -> None:
+    """Raise ValueError naming the line and byte where ``path`` stops being UTF-8.
+
+    fairseq-preprocess reads text as UTF-8 and would otherwise stop with a UnicodeDecodeError
+    from one of its worker processes, without the file or the line. Empty lines are fine: each
+    becomes one ``</s>``, as in the original's data.py.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(chunk_bytes), b""):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+        return
+    except UnicodeDecodeError:
+        pass
+    # slow path, only for a bad file: a newline byte is never inside a UTF-8 sequence, so every
+    # line decodes on its own
+    with open(path, "rb") as f:
+        offset = 0
+        for number, line in enumerate(f, start=1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(
+                    f"{path}: line {number} is not UTF-8 (byte 0x{line[e.start:e.start + 1].hex()} at column "
+                    f"{e.start}, file offset {offset + e.start}): re-encode the file as UTF-8 "
+                    "(e.g. iconv -f latin1 -t utf-8) before preparing it"
+                ) from None
+            offset += len(line)
+
+
 def binarize(raw_dir: Path, dest_dir: Path, workers: int = 1) -> None:
     """Run this environment's ``fairseq-preprocess`` on ``raw_dir/{train,valid,test}.txt``.
 
@@ -43,6 +77,8 @@ def binarize(raw_dir: Path, dest_dir: Path, workers: int = 1) -> None:
     from fairseq import options
     from fairseq_cli import preprocess
 
+    for split in SPLITS:  # before anything in dest_dir is replaced
+        check_utf8(raw_dir / f"{split}.txt")
     dest_dir.mkdir(parents=True, exist_ok=True)
     stale = [dest_dir / n for n in _BINARIZED if (dest_dir / n).exists()]
     if stale:  # fairseq-preprocess refuses to overwrite dict.txt
@@ -122,6 +158,8 @@ def prepare_corpus(
     write_raw_splits(name, source, raw_dir, out_dir / "downloads", num_test_bytes)
     text_dir = raw_dir
     if spm_vocab_size:
+        for split in SPLITS:  # sentencepiece reads them as UTF-8 too
+            check_utf8(raw_dir / f"{split}.txt")
         text_dir = raw_dir / "spm"
         model = sentencepiece_encode(raw_dir, out_dir, spm_vocab_size, text_dir)
         logger.info("sentencepiece model: %s", model)

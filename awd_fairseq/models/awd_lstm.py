@@ -14,6 +14,7 @@ from fairseq.models import FairseqLanguageModel, register_model, register_model_
 
 from ..modules.lstm_layer import LSTMLayer
 from ..modules.split_softmax import default_cutoffs
+from .checks import check_build
 from .recurrent_decoder import RecurrentLMDecoder
 
 
@@ -72,6 +73,7 @@ class RecurrentLanguageModel(FairseqLanguageModel):
 
     @classmethod
     def build_model(cls, cfg, task):
+        check_build(cfg, task, cls.__name__)  # options in range, our task: models/checks.py
         if cfg.nlayers < 1:
             raise ValueError("--nlayers must be at least 1")
         dictionary = task.target_dictionary

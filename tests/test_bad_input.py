@@ -1,0 +1,138 @@
+"""Bad input is refused with one line that names the problem and the flag or file to change, before
+anything is written. Unit-level where the check is a function the tools call (model building, data
+preparation), end to end through the fairseq tools where the wiring is the point."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+from fairseq.data import Dictionary, data_utils
+
+from awd_fairseq.data.prepare import binarize, check_utf8
+from awd_fairseq.models.awd_lstm import AWDLSTMModel, RecurrentLMConfig
+from awd_fairseq.models.checks import check_precision
+from awd_fairseq.models.qrnn import QRNNConfig, QRNNLanguageModel
+from conftest import TINY_MODEL, run_fairseq, train_args
+
+
+def _last_line(proc):
+    return (proc.stderr or proc.stdout).strip().splitlines()[-1]
+
+
+def _task(words=20):
+    dictionary = Dictionary()
+    for i in range(words):
+        dictionary.add_symbol(f"w{i}")
+    return SimpleNamespace(target_dictionary=dictionary, source_dictionary=dictionary)
+
+
+SMALL = dict(emsize=8, nhid=8, nlayers=2)
+
+# -- model options ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5])
+@pytest.mark.parametrize("name", ["dropout", "dropouth", "dropouti", "dropoute", "wdrop"])
+@pytest.mark.parametrize("model, config", [(AWDLSTMModel, RecurrentLMConfig), (QRNNLanguageModel, QRNNConfig)])
+def test_dropout_outside_0_1_is_refused_naming_the_flag(model, config, name, value):
+    with pytest.raises(ValueError, match=rf"^--{name} {value} is outside \[0, 1\)"):
+        model.build_model(config(**SMALL, **{name: value}), _task())
+
+
+def test_qrnn_zoneout_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match=r"^--zoneout 1.0 is outside \[0, 1\)"):
+        QRNNLanguageModel.build_model(QRNNConfig(**SMALL, zoneout=1.0), _task())
+
+
+@pytest.mark.parametrize("value", [0.0, 0.99])
+def test_dropouts_inside_0_1_build(value):
+    names = ("dropout", "dropouth", "dropouti", "dropoute", "wdrop")
+    task = _task()
+    model = AWDLSTMModel.build_model(RecurrentLMConfig(**SMALL, **{n: value for n in names}), task)
+    assert model.decoder.embed_tokens.weight.shape == (len(task.target_dictionary), 8)
+
+
+def test_mixed_precision_without_cuda_names_the_flag():
+    for flags, name in (((True, False, False), "--fp16"), ((False, True, False), "--bf16"), ((False, False, True), "--amp")):
+        with pytest.raises(ValueError, match=rf"^{name} with --cpu: .*Drop {name} to train in fp32"):
+            check_precision(*flags, cpu=True)
+    check_precision(False, False, False, cpu=True)  # fp32: nothing to refuse
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"^--fp16 without a CUDA device"):
+            check_precision(True, False, False, cpu=False)
+
+
+# -- data preparation ------------------------------------------------------------------------
+
+
+def _raw(folder, **splits):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "valid", "test"):
+        text = splits.get(split, "a b c\n")
+        (folder / f"{split}.txt").write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    return folder
+
+
+def test_non_utf8_text_names_file_and_line_and_keeps_the_old_binarization(tmp_path):
+    good = _raw(tmp_path / "good", train="a b\nc d\n")
+    binarize(good, tmp_path / "bin")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "bin").iterdir()}
+    bad = _raw(tmp_path / "bad", train="a b\nc d\n", valid=b"ok line\n\nsome caf\xe9 here\n")
+    with pytest.raises(ValueError) as e:
+        binarize(bad, tmp_path / "bin")
+    message = str(e.value)
+    assert "valid.txt: line 3 is not UTF-8 (byte 0xe9 at column 8" in message and "re-encode" in message
+    assert {p.name: p.read_bytes() for p in (tmp_path / "bin").iterdir()} == before
+
+
+def test_non_utf8_found_whatever_the_chunking(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_bytes("é\n".encode("utf-8") * 5 + b"\xff\n")  # a two-byte letter cut by small chunks
+    for chunk in (1, 2, 3, 1 << 20):
+        with pytest.raises(ValueError, match=r"line 6 is not UTF-8 \(byte 0xff at column 0, file offset 15\)"):
+            check_utf8(path, chunk_bytes=chunk)
+    path.write_bytes("é\n".encode("utf-8") * 5)
+    for chunk in (1, 2, 3):
+        check_utf8(path, chunk_bytes=chunk)
+
+
+def test_empty_lines_keep_their_end_of_line_token(tmp_path):
+    """As the original's data.py: every line, empty ones included, is `line.split() + ['<eos>']`."""
+    text = "= title =\n\n a b c \n\n\nd\n"
+    binarize(_raw(tmp_path / "raw", train=text), tmp_path / "bin")
+    dictionary = Dictionary.load(str(tmp_path / "bin" / "dict.txt"))
+    lines = data_utils.load_indexed_dataset(str(tmp_path / "bin" / "train"), dictionary)
+    expected = [line.split() + ["</s>"] for line in text.split("\n")[:-1]]
+    assert [[dictionary[i] for i in lines[k]] for k in range(len(lines))] == expected
+
+
+# -- through the tools -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_bin, tmp_path_factory):
+    save = tmp_path_factory.mktemp("bad_input")
+    run_fairseq("train", train_args(tiny_bin, save, "--max-update", "1", "--disable-validation"))
+    return save / "checkpoint_last.pt"
+
+
+@pytest.mark.e2e
+def test_eval_lm_without_our_task_is_refused_naming_the_flag(checkpoint, tiny_bin, tmp_path):
+    proc = run_fairseq("eval_lm", [tiny_bin, "--path", checkpoint, "--no-progress-bar"], check=False)
+    assert proc.returncode != 0 and "pass --task awd_language_modeling" in _last_line(proc), _last_line(proc)
+
+
+@pytest.mark.e2e
+def test_unknown_architecture_names_the_flag(tiny_bin, tmp_path):
+    args = train_args(tiny_bin, tmp_path / "ck", "--max-update", "1")
+    args[args.index("--arch") + 1] = "awd_lsmt"
+    proc = run_fairseq("train", args, check=False)
+    assert proc.returncode != 0 and "--arch" in _last_line(proc) and "invalid choice: 'awd_lsmt'" in _last_line(proc)
+    assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.e2e
+def test_dropout_out_of_range_through_fairseq_train(tiny_bin, tmp_path):
+    proc = run_fairseq("train", train_args(tiny_bin, tmp_path / "ck", "--max-update", "1", "--dropouth", "1"),
+                       check=False)
+    assert proc.returncode != 0 and _last_line(proc).startswith("ValueError: --dropouth 1.0 is outside [0, 1)")
+    assert not list((tmp_path / "ck").glob("*.pt"))
