@@ -34,13 +34,28 @@ def _head(path: Path, n: int, skip: int = 0) -> str:
 PTB = None if os.environ.get("AWD_TEST_STANDIN") or SHARED_DATA is None else SHARED_DATA / "ptb"
 
 
+def _ptb_like(sentence: str) -> str:
+    """PTB's conventions on a WikiText sentence: numbers read N, punctuation (with WikiText's
+    @-@ @,@ @.@) is dropped."""
+    words = []
+    for token in sentence.split():
+        if re.fullmatch(r"[0-9][0-9.,]*", token):
+            if not words or words[-1] != "N":
+                words.append("N")
+        elif token == "<unk>" or any(c.isalnum() for c in token):
+            words.append(token)
+    return " ".join(words)
+
+
 def _standin_lines(split: str):
-    """WikiText-2 made PTB-like: lower-cased, one sentence a line, headings and empty lines dropped."""
+    """WikiText-2 made PTB-like: lower-cased, one sentence a line, PTB's numbers and punctuation,
+    headings and empty lines dropped."""
     with lzma.open(REPO / "data" / "wikitext-2" / f"{split}.txt.xz", "rt", encoding="utf-8") as f:
         for line in f:
             line = line.strip()
             if line and not line.startswith("="):
-                yield from (s.strip() for s in re.split(r"(?<= \.) ", line.lower()) if s.strip())
+                sentences = (_ptb_like(s) for s in re.split(r"(?<= \.) ", line.lower()))
+                yield from (s for s in sentences if s)
 
 
 def ptb_lines(split: str, n: int) -> str:
