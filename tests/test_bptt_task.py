@@ -37,24 +37,64 @@ def test_window_inputs_and_targets_are_get_batch():
     assert sample["window"].tolist() == [10, 17] and sample["lr_scale"] == 1.0
 
 
-def original_train_schedule(n, bptt, rng):
-    """main.py train(), with `np.random` replaced by a seeded generator."""
-    out, i = [], 0
-    while i < n - 1 - 1:
-        bptt_ = bptt if rng.random() < 0.95 else bptt / 2.0
-        seq_len = max(5, int(rng.normal(bptt_, 5)))
-        seq_len = min(seq_len, n - 1 - i)  # get_batch
-        out.append((i, seq_len))
+# -- the original's training loop (salesforce/awd-lstm-lm main.py `train()`, utils.py), written
+# -- as it is written there; `np_random` stands for the `np.random` module it draws from: ours is
+# -- a generator seeded by (seed, epoch), so every rank, worker and resumed run draws the same.
+
+
+def original_batchify(data, bsz):
+    nbatch = data.size(0) // bsz
+    data = data.narrow(0, 0, nbatch * bsz)
+    return data.view(bsz, -1).t().contiguous()
+
+
+def original_get_batch(source, i, bptt, seq_len=None):
+    seq_len = min(seq_len if seq_len else bptt, len(source) - 1 - i)
+    data = source[i : i + seq_len]
+    target = source[i + 1 : i + 1 + seq_len]
+    return data, target
+
+
+def original_train_batches(train_data, bptt, np_random):
+    """[(data, targets, seq_len)] of one epoch; seq_len is the drawn length the lr is scaled by."""
+    batches = []
+    batch, i = 0, 0
+    while i < train_data.size(0) - 1 - 1:
+        bptt_ = bptt if np_random.random() < 0.95 else bptt / 2.0
+        # Prevent excessively small or negative sequence lengths
+        seq_len = max(5, int(np_random.normal(bptt_, 5)))
+        data, targets = original_get_batch(train_data, i, bptt, seq_len=seq_len)
+        batches.append((data, targets, seq_len))
+        batch += 1
         i += seq_len
-    return out
+    return batches
 
 
-def test_variable_schedule_matches_the_original_loop():
-    got = variable_windows(5000, 70, seed=3, epoch=2)
-    assert got == original_train_schedule(5000, 70, np.random.default_rng([3, 2]))
-    # every target row is visited exactly once: windows tile rows 1 .. n-1
-    assert got[0][0] == 0 and all(a[0] + a[1] == b[0] for a, b in zip(got, got[1:]))
-    assert got[-1][0] + got[-1][1] == 4999
+@pytest.mark.parametrize("rows,bptt", [(5000, 70), (3000, 6), (400, 35)])
+def test_variable_schedule_matches_the_original_loop(rows, bptt):
+    source = torch.arange(rows).unsqueeze(1)  # (N, 1): row r holds r
+    for seed, epoch in [(3, 2), (1111, 1), (0, 7)]:
+        got = variable_windows(rows, bptt, seed=seed, epoch=epoch)
+        expected = original_train_batches(source, bptt, np.random.default_rng([seed, epoch]))
+        assert len(got) == len(expected)
+        for (start, length), (data, _targets, _seq_len) in zip(got, expected):
+            assert (start, length) == (int(data[0, 0]), data.size(0))
+
+
+def test_the_task_serves_the_original_batches(task):
+    """Through the task's iterator: the stream, batchified, cut where main.py cuts it."""
+    streams, seed = 4, 5
+    train_data = original_batchify(task.dataset("train").tokens, streams)
+    for epoch in (1, 2):
+        itr = task.get_batch_iterator(task.dataset("train"), max_sentences=streams, seed=seed, epoch=epoch)
+        samples = list(itr.next_epoch_itr(shuffle=True))
+        expected = original_train_batches(train_data, 20, np.random.default_rng([seed, epoch]))
+        assert len(samples) == len(expected)
+        for n, (sample, (data, targets, seq_len)) in enumerate(zip(samples, expected)):
+            assert torch.equal(sample["net_input"]["src_tokens"], data.t())
+            assert torch.equal(sample["target"], targets.t())
+            if n < len(expected) - 1:  # the last: its clipped length here, the drawn one there
+                assert sample["lr_scale"] == seq_len / 20
 
 
 def test_variable_schedule_statistics_and_seeding():
@@ -144,7 +184,7 @@ def test_checkpointed_state_is_restored_only_for_the_same_stream_layout(task):
     load rank 0's columns (they would carry another text's state)."""
     ds = task.dataset("train")
     task.get_batch_iterator(ds, max_sentences=10, seed=1)  # rank 0 of 1, 10 streams
-    stream = task._stream("train")
+    stream = task.streams.state("train")
     stream.seek(0)
     stream.hidden = {"0.h": torch.randn(10, 4)}
     stream.commit(20)
@@ -153,10 +193,10 @@ def test_checkpointed_state_is_restored_only_for_the_same_stream_layout(task):
     assert list(saved["train_stream"]) == [20]  # the last committed offset only
 
     for kwargs in ({"max_sentences": 10}, {"max_sentences": 10, "num_shards": 2, "shard_id": 1}, {"max_sentences": 5}):
-        task.streams.clear()
+        task.streams.states.clear()
         task.get_batch_iterator(ds, seed=1, **kwargs)
         task.set_checkpoint_dict(saved)
-        state = task._stream("train")
+        state = task.streams.state("train")
         state.seek(20)
         if kwargs == {"max_sentences": 10}:
             assert torch.equal(state.hidden["0.h"], saved["train_stream"][20]["0.h"])

@@ -7,11 +7,26 @@ of recurrent layers that map `(x (T, B, in), state) -> (y (T, B, out), state)`.
       -> locked dropout (dropouti)                              # one mask per stream
       -> layer 1 -> locked dropout (dropouth) -> ... -> layer L # raw_output = layer L's output
       -> locked dropout (dropout)                               # features = dropped output
-      -> tied output embedding + (split) softmax
+      -> output module over the (tied) output embedding        # split softmax by default
 
 Recurrent state comes from, and goes back to, exactly one place per call: fairseq's
-`incremental_state` when generating, else the task's `StreamState` when reading a stream in BPTT
-windows, else zeros (and nothing is kept).
+`incremental_state` when generating, else the `StreamState` in `net_input` when reading a stream
+in BPTT windows (detached here when written back; modules/stream_state.py says who owns it),
+else zeros (and nothing is kept). The returned `extra` carries no state.
+
+The output module. Any `nn.Module` with
+
+    hidden_size: int      the feature size it reads: the last layer's output size
+    embed_dim: int        (optional, default hidden_size) the output embedding's width E
+    log_probs(features (..., H), weight (V, E), bias (V,)) -> (..., V)
+    target_log_probs(features (..., H), weight (V, E), bias (V,), target (...)) -> (...)
+
+returning normalised log-probabilities. The decoder owns the output embedding `weight` (the input
+embedding when tied) and `bias` and passes them to every call, with the features batch-major
+(B, T, H). The model builder passes the module in (`softmax=`); by default it is
+`SplitSoftmax(H, V, split_softmax_cutoffs)`, a plain softmax without cutoffs. A module whose
+`embed_dim` differs from its `hidden_size` (a mixture of softmaxes projecting the last layer's
+output to E) ties with an embedding of that width.
 """
 from typing import Dict, List, Optional, Sequence
 
@@ -28,7 +43,7 @@ State = Dict[str, Tensor]
 
 
 class RecurrentLMDecoder(FairseqIncrementalDecoder):
-    supports_stream_state = True  # the task may pass a StreamState (see tasks/awd_language_modeling.py)
+    supports_stream_state = True  # reads and writes a StreamState passed in net_input
 
     def __init__(
         self,
@@ -40,13 +55,28 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
         dropouti: float,
         dropoute: float,
         tied: bool,
-        split_softmax_cutoffs: Sequence[int],
+        split_softmax_cutoffs: Sequence[int] = (),
+        softmax: Optional[nn.Module] = None,
     ):
         super().__init__(dictionary)
         vocab_size = len(dictionary)
         out_dim = layers[-1].hidden_size
-        if tied and out_dim != embed_dim:
-            raise ValueError(f"tied embeddings need the last layer's size ({out_dim}) to equal --emsize ({embed_dim})")
+        if softmax is None:
+            softmax = SplitSoftmax(out_dim, vocab_size, split_softmax_cutoffs)
+        elif split_softmax_cutoffs:
+            raise ValueError(
+                "--split-softmax-cutoffs configures the default split softmax, not another output module: pass none"
+            )
+        if softmax.hidden_size != out_dim:
+            raise ValueError(
+                f"the output module reads features of size {softmax.hidden_size}, the last layer gives {out_dim}"
+            )
+        weight_dim = getattr(softmax, "embed_dim", softmax.hidden_size)
+        if tied and weight_dim != embed_dim:
+            raise ValueError(
+                f"tied embeddings need the output module's embedding size ({weight_dim}; the last layer's "
+                f"size for the split softmax) to equal --emsize ({embed_dim})"
+            )
         self.embed_tokens = nn.Embedding(vocab_size, embed_dim)
         nn.init.uniform_(self.embed_tokens.weight, -0.1, 0.1)
         self.embedding_dropout = EmbeddingDropout(self.embed_tokens, dropoute)
@@ -57,9 +87,9 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
         if tied:
             self.output_weight = None  # the input embedding's weight, read at call time
         else:
-            self.output_weight = nn.Parameter(torch.empty(vocab_size, out_dim).uniform_(-0.1, 0.1))
+            self.output_weight = nn.Parameter(torch.empty(vocab_size, weight_dim).uniform_(-0.1, 0.1))
         self.output_bias = nn.Parameter(torch.zeros(vocab_size))
-        self.softmax = SplitSoftmax(out_dim, vocab_size, split_softmax_cutoffs)
+        self.softmax = softmax  # the output module (see the module docstring)
 
     # -- recurrent state ---------------------------------------------------------------------
 
@@ -111,7 +141,7 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
             stream_state.hidden = detach_state(new_state)
 
         # "attn": None because fairseq's SequenceGenerator reads that key from every decoder
-        extra = {"attn": None, "raw_output": raw_output, "dropped_output": features, "state": new_state}
+        extra = {"attn": None, "raw_output": raw_output, "dropped_output": features}
         if features_only:
             return features, extra
         return self.output_layer(features), extra
@@ -137,15 +167,13 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
     def output_layer(self, features: Tensor) -> Tensor:
         """Normalised log-probabilities (B, T, V); fairseq's `get_normalized_probs` re-normalises
         them, which leaves them unchanged (and makes sampling temperatures work as usual)."""
-        flat = features.reshape(-1, features.size(-1))
-        lprobs = self.softmax.log_probs(flat, self._output_weight(), self.output_bias)
-        return lprobs.view(*features.shape[:-1], -1)
+        return self.softmax.log_probs(features, self._output_weight(), self.output_bias)  # (B, T, V)
 
     def target_log_probs(self, features: Tensor, target: Tensor) -> Tensor:
-        """log p(target) for features (B, T, H) and target (B, T), flattened to (B*T,), computing
-        only the softmax blocks the targets need (split softmax)."""
-        flat = features.reshape(-1, features.size(-1))
-        return self.softmax.target_log_probs(flat, self._output_weight(), self.output_bias, target.reshape(-1))
+        """log p(target) for features (B, T, H) and target (B, T), flattened to (B*T,); the split
+        softmax computes only the blocks the targets need."""
+        lprobs = self.softmax.target_log_probs(features, self._output_weight(), self.output_bias, target)
+        return lprobs.reshape(-1)  # (B*T,)
 
     def max_positions(self) -> int:
         return int(1e6)  # recurrent: no positional limit

@@ -1,22 +1,43 @@
 """Recurrent state carried from one BPTT window to the next (Merity et al. 2017, sec. 4.1; the
 `hidden = repackage_hidden(hidden)` of salesforce/awd-lstm-lm main.py), made explicit.
 
-Life cycle, for one split read as `B` contiguous streams (see tasks/bptt_dataset.py):
+A split is read as `B` contiguous streams, window after window (see tasks/bptt_dataset.py). The
+state at the end of a window is the start of the next window of the same streams. It travels by
+one channel only: the `StreamState` object handed to the model in `net_input["stream_state"]`.
+The model reads `.hidden` and writes its new state back into `.hidden`; it returns nothing else.
 
-* the task owns one `StreamState` per split and per pass over it;
-* before a window whose inputs start at stream offset `start`, the task calls `seek(start)`:
-  the state saved at that offset becomes `.hidden` (`None`, i.e. zeros, at offset 0, which is
-  how every epoch and every validation pass starts afresh);
-* the model reads `.hidden` and writes its new, detached state back into `.hidden`;
-* after the window, the task calls `commit(end)`, which files `.hidden` under offset `end`.
+Who does what, and when:
+
+    ============  ==========================  ============================  ===================
+                  training (fairseq-train)    validation (fairseq-train)    fairseq-eval-lm
+    ============  ==========================  ============================  ===================
+    creates       the task: one StreamState   the task: one StreamState     the iterator
+                  for the train subset        for validation, reused by     (StatefulWindow-
+                  (tasks/split_streams.py)    every valid subset's pass     Iterator, below),
+                                              (tasks/split_streams.py)      one per pass
+    carries       the task's train_step:      the task's valid_step:        the iterator, around
+                  seek(start), the model      seek / model / commit as in   each window it
+                  runs, commit(end)           training                      yields
+    detaches      the model, when it writes `.hidden` (models/recurrent_decoder.py), always
+    resets        `seek(0)`: every epoch, every validation pass and every eval-lm pass start
+                  from zeros (`None`); `--reset-state-every-window` skips the carrying in training
+    saves         the task's get_checkpoint_  never (every validation       never
+                  dict: the last committed    starts from zeros)
+                  state, rank 0's columns,
+                  restored on a mid-epoch
+                  resume with the same layout
+    ============  ==========================  ============================  ===================
 
 The states of the last `history` window starts are kept, so a step that fairseq runs again (the
 NaN detector's replay, an AMP retry of a whole `--update-freq` group) reads the same state as the
-first time and cannot advance the stream twice. The state is a flat ``Dict[str, Tensor]`` whose tensors have the batch
-(stream) dimension first, the layout fairseq's incremental decoding uses too.
+first time and cannot advance the stream twice. The state is a flat ``Dict[str, Tensor]`` whose
+tensors have the batch (stream) dimension first, the layout fairseq's incremental decoding uses
+too. Generation (fairseq-interactive, the hub interface, scripts/generate.py) does not use a
+StreamState: fairseq's `incremental_state` carries the state there.
 """
+import contextlib
 import logging
-from typing import Dict, Optional
+from typing import Dict, Iterable, Iterator, Optional
 
 from torch import Tensor
 
@@ -53,6 +74,13 @@ class StreamState:
         for offset in sorted(self._saved)[: -self.history]:
             del self._saved[offset]
 
+    @contextlib.contextmanager
+    def window(self, start: int, end: int) -> Iterator["StreamState"]:
+        """`seek(start)`, the caller runs the model on the window, `commit(end)`."""
+        self.seek(start)
+        yield self
+        self.commit(end)
+
     def state_dict(self) -> Dict[int, Optional[State]]:
         return dict(self._saved)
 
@@ -63,3 +91,29 @@ class StreamState:
 
 def detach_state(state: State) -> State:
     return {k: v.detach() for k, v in state.items()}
+
+
+class StatefulWindowIterator:
+    """fairseq-eval-lm's windows, one at a time, each with this iterator's StreamState attached.
+
+    Owns the state of one pass: fairseq-eval-lm's scorer calls `model(**sample["net_input"])`
+    and keeps only the scores, so the state cannot come back through the scorer; the model
+    writes it into the StreamState it was handed, and this iterator commits it when the scorer
+    asks for the next window. `batches` yields samples with a `"window"` (start, end) tensor
+    (tasks/bptt_dataset.py).
+    """
+
+    def __init__(self, batches: Iterable[dict], state: Optional[StreamState] = None):
+        self.batches = batches
+        self.state = StreamState() if state is None else state
+        self.n = getattr(batches, "n", 0)  # fairseq's progress bar reads it
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator[dict]:
+        for sample in self.batches:
+            start, end = sample["window"].tolist()
+            with self.state.window(start, end):
+                sample["net_input"]["stream_state"] = self.state
+                yield sample  # the consumer runs the model here

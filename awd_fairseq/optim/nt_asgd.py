@@ -6,18 +6,40 @@ Until the switch it is the original's `torch.optim.SGD(params, lr, weight_decay=
 the switch on, every optimized parameter (the criterion's included) also keeps a uniform running
 average of its iterates; the step itself stays SGD at the current lr.
 
-Who calls what (fairseq owns the loop; this class only answers its hooks):
+Who calls what, when. fairseq owns the loop and gives no single object all it needs: the lr
+scheduler alone sees epoch boundaries and the validation loss, the task alone sees the
+validation pass and every training step, and the optimizer holds the weights. So the swap is
+driven from three places, each answering one fairseq hook (fairseq_cli/train.py, trainer.py):
 
-* the `awd_when` lr scheduler (awd_when.py), which fairseq hands the validation loss:
-  `begin_epoch(epoch)` before each training epoch (--asgd-from-start / --asgd-at-epoch) and
-  `end_of_epoch(epoch, val_loss)` after each epoch's validation and checkpoint (the trigger);
-* the `awd_language_modeling` task: `begin_validation` / `end_validation` around validation and
-  `begin_train_step` before each training forward. Between `begin_validation` and the next
-  `begin_train_step` the parameters hold their averages, so validation and every checkpoint
-  fairseq writes meanwhile (checkpoint_best.pt, checkpoint_last.pt, ...) carry the averaged model,
-  and the raw iterate sits in the optimizer state ("ax", with `swapped` set). fairseq-eval-lm
-  therefore reads the averaged model directly, and a resumed run swaps the raw iterate back in
-  before its first step.
+    fairseq-train                          awd_fairseq                              effect
+    -------------------------------------  ---------------------------------------  ------------------------------
+    resume: trainer.load_checkpoint        FairseqNTASGD.load_state_dict            averages, trigger history,
+                                                                                    pending loss, swapped flag
+      lr_scheduler.step(epoch) (x2, no     AWDWhenSchedule.step -> end_of_epoch     replays an end-of-epoch loss
+      loss)                                                                         the checkpoint did not see
+    every epoch e:
+      lr_scheduler.step_begin_epoch(e)     AWDWhenSchedule -> begin_epoch           --when lr; --asgd-from-start,
+                                                                                    --asgd-at-epoch start averaging
+      every update:
+        task.train_step (per micro-batch)  NTASGDTaskHooks -> begin_train_step      raw iterate swapped back in;
+                                                                                    pending loss dropped
+        task.optimizer_step                NTASGD.step                              SGD step, then the average
+      validation (end of epoch, or every --validate-interval-updates):
+        task.begin_valid_epoch(e)          NTASGDTaskHooks -> begin_validation      average swapped in
+        task.valid_step ...                                                         scores the average
+        task.post_validate(stats, agg)     NTASGDTaskHooks -> end_validation        exact loss kept as pending
+      save_checkpoint                                                               holds the averaged model
+      lr_scheduler.step(e, valid loss)     AWDWhenSchedule.step -> end_of_epoch     trigger fed the exact loss;
+                                                                                    may start averaging or stop
+
+The loss fairseq hands the scheduler is the logged one, rounded to 3 decimals by the criterion's
+metrics; `end_validation` keeps the unrounded value from fairseq's meters, and `end_of_epoch`
+feeds that to the trigger, so the non-monotone rule (and --stop-on-nonmono) compares exact
+losses as the original does. Between `begin_validation` and the next `begin_train_step` the
+parameters hold their averages, so validation and every checkpoint fairseq writes meanwhile
+(checkpoint_best.pt, checkpoint_last.pt, ...) carry the averaged model, and the raw iterate
+sits in the optimizer state ("ax", with `swapped` set). fairseq-eval-lm therefore reads the
+averaged model directly, and a resumed run swaps the raw iterate back in before its first step.
 
 When averaging starts. The trigger fires at the end of epoch e, after epoch e's checkpoint is
 written (fairseq steps the scheduler after saving, as the original switches after saving);
@@ -61,6 +83,7 @@ from fairseq.optim import (
 )
 from omegaconf import II
 
+from ..fairseq_compat import fp16_model_sync
 from .nonmono import NonMonotoneTrigger
 from .nt_asgd_optimizer import NTASGD
 
@@ -180,9 +203,14 @@ class FairseqNTASGD(FairseqOptimizer):
             self._start_averaging("--asgd-from-start" if self.cfg.asgd_from_start else f"--asgd-at-epoch {start}")
 
     def end_of_epoch(self, epoch: int, val_loss: Optional[float]) -> bool:
-        """Feed the trigger one epoch's validation loss; True when training should stop."""
-        if val_loss is None:
-            pending = self._pending
+        """Feed the trigger one epoch's validation loss; True when training should stop.
+
+        `val_loss` is the rounded loss fairseq logged; the exact one kept by `end_validation`
+        for this epoch replaces it."""
+        pending = self._pending
+        if val_loss is not None and pending is not None and pending["epoch"] == epoch:
+            val_loss = pending["loss"]
+        elif val_loss is None:
             if pending is None or pending["epoch"] != epoch - 1:
                 return False  # an epoch without validation: nothing happens
             # fairseq is re-stepping the scheduler after loading a checkpoint written at the end of
@@ -218,12 +246,13 @@ class FairseqNTASGD(FairseqOptimizer):
         if self.averaging and not self._optimizer.swapped:
             self._swap()
 
-    def end_validation(self, stats: Dict[str, Any]) -> None:
-        """Receives the stats fairseq logs for each validated subset; the first subset's
-        --best-checkpoint-metric is the loss fairseq will hand the scheduler."""
+    def end_validation(self, stats: Dict[str, Any], agg=None) -> None:
+        """Receives the stats fairseq logs for each validated subset and, where given, the
+        aggregator they come from; the first subset's --best-checkpoint-metric is the loss
+        fairseq will hand the scheduler, kept here unrounded (see `unrounded_metric`)."""
         if self._validating_epoch is None:
             return
-        loss = stats.get(self.cfg.best_checkpoint_metric)
+        loss = unrounded_metric(stats, agg, self.cfg.best_checkpoint_metric)
         if loss is not None:
             self._pending = {"epoch": int(self._validating_epoch), "loss": float(loss)}
         self._validating_epoch = None
@@ -264,6 +293,19 @@ class FairseqNTASGD(FairseqOptimizer):
         self._pending = None if pending is None else {"epoch": int(pending["epoch"]), "loss": float(pending["loss"])}
 
 
+def unrounded_metric(stats: Dict[str, Any], agg, key: str) -> Optional[float]:
+    """`stats[key]` before rounding: fairseq's logged stats are the meters' smoothed values,
+    rounded as the criterion asked (`round=3` for the loss); the meter itself in `agg` (fairseq's
+    MetersDict of the validation pass) holds the exact mean (`avg`), and a derived meter such as
+    `ppl` is recomputed from the exact meters (`fn`)."""
+    meter = agg.get(key) if agg is not None else None
+    if meter is not None and callable(getattr(meter, "fn", None)):
+        return float(meter.fn(agg))
+    if meter is not None and getattr(meter, "avg", None) is not None:
+        return float(meter.avg)
+    return stats.get(key)
+
+
 def nt_asgd_inside(optimizer) -> Optional[FairseqNTASGD]:
     """The FairseqNTASGD that fairseq's trainer optimizer is or wraps (None for other optimizers)."""
     if isinstance(optimizer, FairseqNTASGD):
@@ -290,5 +332,5 @@ def nt_asgd_inside(optimizer) -> Optional[FairseqNTASGD]:
 def model_sync_of(optimizer) -> Optional[Callable[[], None]]:
     """After a swap of fp32 master parameters, the copy that brings them into the fp16 model."""
     if isinstance(optimizer, FP16Optimizer):
-        return optimizer._sync_fp32_params_to_fp16
+        return fp16_model_sync(optimizer)
     return None

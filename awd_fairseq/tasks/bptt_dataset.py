@@ -17,13 +17,17 @@ word_language_model), with `B = streams per rank x ranks` columns:
 
 Each column is read top to bottom over the epoch, one window after the other, so the recurrent
 state at the end of a window is the right start for the next window of the same column.
-The dataset is indexed by windows `(start, length)`; batches hold exactly one window.
+The dataset is indexed by windows `(start, length)`; batches hold exactly one window, and
+`window_batch_iterator` serves them in stream order through fairseq's EpochBatchIterator.
 """
-from typing import List, Tuple
+from typing import Callable, List, Tuple
 
 import torch
-from fairseq.data import FairseqDataset
+from fairseq.data import FairseqDataset, iterators
 from torch import Tensor
+
+from ..fairseq_compat import epoch_iterator_kwargs
+from .bptt_schedule import Window
 
 
 def batchify(stream: Tensor, num_streams: int) -> Tensor:
@@ -77,3 +81,47 @@ class BPTTWindowDataset(FairseqDataset):
 
     def size(self, index) -> int:
         return index[1]
+
+
+def window_batch_iterator(
+    stream: Tensor,
+    streams_per_rank: int,
+    bptt: int,
+    schedule: Callable[[int, int], List[Window]],
+    rank: int = 0,
+    world_size: int = 1,
+    seed: int = 1,
+    num_workers: int = 0,
+    epoch: int = 1,
+    buffer_size: int = 0,
+) -> iterators.EpochBatchIterator:
+    """fairseq's epoch iterator over this rank's windows, one per batch, in stream order.
+
+    `schedule(num_rows, epoch)` gives an epoch's windows (bptt_schedule.py); it is a pure
+    function, so data-loader workers and a resumed iterator see the same windows.
+    """
+    dataset = BPTTWindowDataset(stream, streams_per_rank, rank=rank, world_size=world_size, bptt=bptt)
+    rows = dataset.num_rows
+    if rows - 1 < bptt:
+        raise ValueError(
+            f"the split has {stream.numel()} tokens: as {streams_per_rank * world_size} streams of "
+            f"{rows} it is shorter than one window (--bptt {bptt}); lower "
+            "--bptt or the batch size (--batch-size / --eval-batch-size / --test-batch-size)"
+        )
+
+    def batches(_dataset, ep):
+        return [[w] for w in schedule(rows, ep)]
+
+    return iterators.EpochBatchIterator(
+        dataset=dataset,
+        collate_fn=dataset.collater,
+        batch_sampler=batches,
+        seed=seed,
+        num_shards=1,  # each rank reads its own columns of the stream (see the drawing above)
+        shard_id=0,
+        num_workers=num_workers,
+        epoch=epoch,
+        buffer_size=buffer_size,
+        disable_shuffling=True,  # windows must come in stream order
+        **epoch_iterator_kwargs(reuse_dataloader=False),  # a fresh loader per epoch: the windows change
+    )

@@ -12,7 +12,7 @@ dropout is off in evaluation), the decoder's output features for fairseq's trans
 
 * One stream, batch size 1, whatever `--test-batch-size` says; the cache spans window
   boundaries, so the result does not depend on `--bptt` (see modules/cache_pointer.py).
-* Positions count from the stream's leading `</s>` (tasks/awd_language_modeling.py): position 0
+* Positions count from the stream's leading `</s>` (tasks/token_stream.py): position 0
   predicts the split's first word. The cache is used at position t iff t > window, i.e. once more
   than `window` positions have been seen, as the original counts. The original also skips the
   cache at the first token of every `--bptt` chunk once warm (its result depends on `--bptt`);
@@ -38,8 +38,8 @@ from fairseq.tasks import register_task
 from torch import Tensor
 
 from ..modules.cache_pointer import CachePointer
-from ..modules.stream_state import StreamState
-from .awd_language_modeling import AWDLanguageModelingConfig, AWDLanguageModelingTask, StatefulWindowIterator
+from ..modules.stream_state import StatefulWindowIterator, StreamState
+from .awd_language_modeling import AWDLanguageModelingConfig, AWDLanguageModelingTask
 
 logger = logging.getLogger(__name__)
 
@@ -190,8 +190,9 @@ class CachePointerLMTask(AWDLanguageModelingTask):
             logger.warning("the cache pointer reads one stream: --test-batch-size %d ignored", self.cfg.test_batch_size)
         for model in self.pointer_models:
             model.reset()
-        itr = self._window_iterator(dataset, 1, False, self.cfg.seed, 1, 0, num_workers, 1, data_buffer_size)
-        return PointerWindowIterator(itr.next_epoch_itr(shuffle=False), StreamState())
+        itr = self.window_iterator(dataset, 1, False, seed=self.cfg.seed, num_workers=num_workers,
+                                   buffer_size=data_buffer_size)
+        return PointerWindowIterator(itr.next_epoch_itr(shuffle=False))
 
     def train_step(self, *args, **kwargs):
         raise RuntimeError("awd_cache_pointer is for evaluation (fairseq-eval-lm): train with awd_language_modeling")
