@@ -124,10 +124,11 @@ def test_invalid_cutoffs_name_the_option(bad):
 
 
 def test_default_cutoffs_follow_the_original_thresholds():
+    # salesforce/awd-lstm-lm main.py: splits = [2800, 20000, 76000] for ntokens > 75000
     assert default_cutoffs(10000) == []
     assert default_cutoffs(75000) == []
-    assert default_cutoffs(75001) == [2800, 20000, 130000]
-    assert default_cutoffs(267735) == [2800, 20000, 130000]  # WikiText-103
-    assert default_cutoffs(500000) == [2800, 20000, 130000]
+    assert default_cutoffs(75001) == [2800, 20000, 76000]
+    assert default_cutoffs(267735) == [2800, 20000, 76000]  # WikiText-103
+    assert default_cutoffs(500000) == [2800, 20000, 76000]
     assert default_cutoffs(500001) == [4200, 35000, 180000]
     assert default_cutoffs(793472) == [4200, 35000, 180000]  # One Billion Word

@@ -11,6 +11,8 @@ original's loss exactly, and with equal-sized windows on several ranks it is the
 
 AR and TAR are training-only (as in the original); the logged `loss` / `ppl` are the
 cross-entropy alone, which is what selects checkpoints; `ar` and `tar` are logged on their own.
+With `--char-level` (the PTB-character and enwik8 recipes) `bpc` replaces `ppl`: fairseq's loss is
+already in bits per token, so on character data it is the bits per character.
 """
 import math
 from dataclasses import dataclass, field
@@ -25,6 +27,10 @@ from fairseq.dataclass import FairseqDataclass
 class AWDSplitCrossEntropyConfig(FairseqDataclass):
     alpha: float = field(default=2.0, metadata={"help": "AR weight on the last layer's dropped output"})
     beta: float = field(default=1.0, metadata={"help": "TAR weight on the last layer's raw output"})
+    char_level: bool = field(
+        default=False,
+        metadata={"help": "the tokens are characters: log bits per character (bpc, = loss) instead of ppl"},
+    )
 
 
 def activation_regularization(dropped_output: torch.Tensor) -> torch.Tensor:
@@ -38,9 +44,9 @@ def temporal_activation_regularization(raw_output: torch.Tensor) -> torch.Tensor
 
 @register_criterion("awd_split_cross_entropy", dataclass=AWDSplitCrossEntropyConfig)
 class AWDSplitCrossEntropyCriterion(FairseqCriterion):
-    def __init__(self, task, alpha: float, beta: float):
+    def __init__(self, task, alpha: float, beta: float, char_level: bool = False):
         super().__init__(task)
-        self.alpha, self.beta = alpha, beta
+        self.alpha, self.beta, self.char_level = alpha, beta, char_level
 
     def forward(self, model, sample, reduce=True):
         features, extra = model(**sample["net_input"], features_only=True)
@@ -54,6 +60,8 @@ class AWDSplitCrossEntropyCriterion(FairseqCriterion):
             "nsentences": sample["nsentences"],
             "sample_size": ntokens,
         }
+        if self.char_level:  # reduce_metrics is static: the flag travels as a summable count
+            logging_output["char_tokens"] = ntokens
         if model.training:
             if self.alpha:
                 ar = activation_regularization(extra["dropped_output"])
@@ -72,7 +80,10 @@ class AWDSplitCrossEntropyCriterion(FairseqCriterion):
 
         loss, ntokens = total("loss"), total("ntokens")
         metrics.log_scalar("loss", loss / max(ntokens, 1) / math.log(2), ntokens, round=3)
-        metrics.log_derived("ppl", lambda meters: 2 ** meters["loss"].avg)
+        if total("char_tokens") > 0:
+            metrics.log_derived("bpc", lambda meters: meters["loss"].avg)
+        else:
+            metrics.log_derived("ppl", lambda meters: 2 ** meters["loss"].avg)
         for key in ("ar", "tar"):
             if any(key in log for log in logging_outputs):
                 metrics.log_scalar(key, total(key) / max(ntokens, 1), ntokens, round=4)

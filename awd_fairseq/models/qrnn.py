@@ -19,14 +19,14 @@ The dataclass defaults are the original README's PTB recipe (`python -u main.py 
 --batch_size 20 --clip 0.2 --wdrop 0.1 --nhid 1550 --nlayers 4 --emsize 400 --dropouth 0.3
 --seed 9001 --dropouti 0.4 --epochs 550`, the other model flags at main.py's defaults); the named
 architectures override only what their recipe changes. Training flags (batch size, clipping,
-bptt, alpha / beta, optimizer) are not model options: README.md gives the full commands.
+bptt, alpha / beta, optimizer) are not model options: awd_fairseq/config/ holds the full recipes.
 """
 from dataclasses import dataclass, field
 
-from fairseq.models import register_model, register_model_architecture
+from fairseq.models import register_model
 
 from ..modules.qrnn import QRNNLayer
-from .awd_lstm import RecurrentLanguageModel, RecurrentLMConfig, _set_default
+from .awd_lstm import RecurrentLanguageModel, RecurrentLMConfig, named_architecture
 
 
 @dataclass
@@ -63,22 +63,15 @@ class QRNNLanguageModel(RecurrentLanguageModel):
 # `--arch qrnn` (registered with the model) is the PTB recipe: the dataclass defaults.
 
 
-@register_model_architecture("qrnn", "qrnn_wt2")
-def qrnn_wt2(args):
-    """`python -u main.py --epochs 500 --data data/wikitext-2 --clip 0.25 --dropouti 0.4 --dropouth 0.2
-    --nhid 1550 --nlayers 4 --seed 4002 --model QRNN --wdrop 0.1 --batch_size 40`."""
-    _set_default(args, "dropouth", 0.2)
+# `python -u main.py --epochs 500 --data data/wikitext-2 --clip 0.25 --dropouti 0.4 --dropouth 0.2
+# --nhid 1550 --nlayers 4 --seed 4002 --model QRNN --wdrop 0.1 --batch_size 40`
+named_architecture("qrnn", "qrnn_wt2", dict(dropouth=0.2), QRNNConfig)
 
-
-@register_model_architecture("qrnn", "qrnn_wt103")
-def qrnn_wt103(args):
-    """`python -u main.py --epochs 14 --nlayers 4 --emsize 400 --nhid 2500 --alpha 0 --beta 0
-    --dropoute 0 --dropouth 0.1 --dropouti 0.1 --dropout 0.1 --wdrop 0 --wdecay 0 --bptt 140
-    --batch_size 60 --optimizer adam --lr 1e-3 --when 12 --model QRNN` (12 hours on one GPU). Its
-    `--bptt 140 --alpha 0 --beta 0` belong to the task and the criterion: pass them too."""
-    _set_default(args, "nhid", 2500)
-    _set_default(args, "dropoute", 0.0)
-    _set_default(args, "dropouth", 0.1)
-    _set_default(args, "dropouti", 0.1)
-    _set_default(args, "dropout", 0.1)
-    _set_default(args, "wdrop", 0.0)
+# `python -u main.py --epochs 14 --nlayers 4 --emsize 400 --nhid 2500 --alpha 0 --beta 0 --dropoute 0
+# --dropouth 0.1 --dropouti 0.1 --dropout 0.1 --wdrop 0 --wdecay 0 --bptt 140 --batch_size 60
+# --optimizer adam --lr 1e-3 --when 12 --model QRNN` (12 hours on one GPU). WikiText-103's 267k words
+# get main.py's split softmax [2800, 20000, 76000] from `--split-softmax-cutoffs auto`.
+named_architecture(
+    "qrnn", "qrnn_wt103", dict(nhid=2500, dropoute=0.0, dropouth=0.1, dropouti=0.1, dropout=0.1, wdrop=0.0),
+    QRNNConfig,
+)

@@ -25,12 +25,13 @@ def default_cutoffs(vocab_size: int) -> List[int]:
     """The original's rule (awd-lstm-lm ``main.py``) for choosing cut-offs from the vocabulary size.
 
     One Billion Word sized (more than 500000 types): [4200, 35000, 180000]; WikiText-103 sized
-    (more than 75000): [2800, 20000, 130000]; anything smaller: [] (plain softmax).
+    (more than 75000): [2800, 20000, 76000]; anything smaller: [] (plain softmax). The original
+    passes these as ``splits`` and appends an open end, so the last cluster is [76000, V).
     """
     if vocab_size > 500000:
         return [4200, 35000, 180000]
     if vocab_size > 75000:
-        return [2800, 20000, 130000]
+        return [2800, 20000, 76000]
     return []
 
 

@@ -1,0 +1,117 @@
+"""The original README's experiments (salesforce/awd-lstm-lm, "Experiments") and the commands of
+each stage: train (main.py), fine-tune (finetune.py), fairseq-eval-lm on the test split, and the
+cache pointer (pointer.py). Training and fine-tuning are the YAML recipes beside this file; the
+scoring stages are fairseq-eval-lm flags, kept here (fairseq-eval-lm reads no hydra config).
+
+    from awd_fairseq.config import recipes
+    cfg = recipes.compose("ptb_qrnn", ["task.data=data-bin/ptb"])    # as fairseq-hydra-train resolves it
+    recipes.stage_commands(recipes.RECIPES["ptb_qrnn"], "data-bin/ptb", "checkpoints/ptb_qrnn")
+
+A new recipe is a `recipe/<name>.yaml` (its values), a `<name>.yaml` entry point selecting it, a
+`<name>_finetune` pair if it has a fine-tuning stage, and one `Recipe` below.
+"""
+import shutil
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from .flags import train_flags
+
+CONFIG_DIR = Path(__file__).resolve().parent
+USER_DIR = CONFIG_DIR.parent
+
+# pointer.py's lines in the original README (--window, --theta, --lambdasm, --bptt)
+POINTER_PTB = {"pointer_window": 500, "pointer_theta": 1.0, "pointer_lambda": 0.1, "bptt": 5000}
+POINTER_WT2 = {"pointer_window": 3785, "pointer_theta": 0.662, "pointer_lambda": 0.1279, "bptt": 2000}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str  # the config name (<name>.yaml; <name>_finetune.yaml when `finetune`)
+    data: str  # the corpus, as scripts/prepare_data.py names it (data-bin/<data>)
+    finetune: bool = False
+    pointer: Optional[Mapping[str, Any]] = None  # awd_cache_pointer task options
+
+    @property
+    def stages(self) -> List[str]:
+        return ["train"] + (["finetune"] if self.finetune else []) + ["eval"] + (["pointer"] if self.pointer else [])
+
+
+RECIPES: Dict[str, Recipe] = {
+    r.name: r
+    for r in (
+        Recipe("ptb_awd_lstm", "ptb", finetune=True, pointer=POINTER_PTB),
+        Recipe("wt2_awd_lstm", "wikitext-2", finetune=True, pointer=POINTER_WT2),
+        Recipe("ptb_qrnn", "ptb", finetune=True, pointer=POINTER_PTB),
+        Recipe("wt2_qrnn", "wikitext-2", finetune=True, pointer=POINTER_WT2),
+        Recipe("wt103_qrnn", "wikitext-103"),
+        Recipe("pennchar_awd_lstm", "pennchar"),
+        Recipe("enwik8_awd_lstm", "enwik8"),
+    )
+}
+
+
+def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The configuration fairseq-hydra-train builds from `--config-name config_name overrides...`:
+    the YAML composed against fairseq's schema (as `hydra_init` registers it), then completed with
+    every registered dataclass's defaults (`add_defaults`)."""
+    from fairseq.dataclass.initialize import add_defaults, hydra_init
+    from hydra import compose as hydra_compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from .. import criterions, models, optim, tasks  # noqa: F401  (registries, as --user-dir fills them)
+
+    hydra_init(config_name)
+    GlobalHydra.instance().clear()
+    with warnings.catch_warnings():  # hydra deprecates the schema matching that fairseq-hydra-train relies on
+        warnings.filterwarnings("ignore", message=".*ConfigStore schema", category=UserWarning)
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.1"):  # as fairseq's hydra_main
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+    add_defaults(cfg)
+    return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+
+
+def fairseq_train_args(config_name: str, overrides: Sequence[str] = ()) -> List[str]:
+    """The `fairseq-train` arguments (data directory first) equivalent to the recipe."""
+    return train_flags(compose(config_name, overrides))
+
+
+def _tool(name: str) -> str:
+    """The fairseq entry point of this Python's environment, else the one on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else (shutil.which(name) or name)
+
+
+def stage_commands(
+    recipe: Recipe, data: str, save_dir: str, overrides: Sequence[str] = (), argparse: bool = False,
+    user_dir: str = str(USER_DIR),
+) -> Dict[str, List[str]]:
+    """Each stage's command line. `overrides` (hydra `key=value`) apply to both training stages;
+    `argparse=True` writes the training stages as fairseq-train flags instead of fairseq-hydra-train.
+    Fine-tuning writes into `<save_dir>_finetune`; scoring uses the last trained stage's best checkpoint."""
+    save_dir = str(save_dir)
+    finetuned = save_dir + "_finetune"
+    train = [f"task.data={data}", f"common.user_dir={user_dir}", f"checkpoint.save_dir={save_dir}", *overrides]
+    stages = {"train": (recipe.name, train)}
+    if recipe.finetune:
+        finetune = [*train[:2], f"checkpoint.save_dir={finetuned}",
+                    f"checkpoint.finetune_from_model={save_dir}/checkpoint_best.pt", *overrides]
+        stages["finetune"] = (recipe.name + "_finetune", finetune)
+    commands = {}
+    for stage, (config_name, config_overrides) in stages.items():
+        if argparse:
+            commands[stage] = [_tool("fairseq-train"), *fairseq_train_args(config_name, config_overrides)]
+        else:
+            commands[stage] = [_tool("fairseq-hydra-train"), "--config-dir", str(CONFIG_DIR),
+                               "--config-name", config_name, *config_overrides]
+    best = f"{finetuned if recipe.finetune else save_dir}/checkpoint_best.pt"
+    eval_lm = [_tool("fairseq-eval-lm"), data, "--user-dir", user_dir, "--path", best, "--gen-subset", "test"]
+    commands["eval"] = [*eval_lm, "--task", "awd_language_modeling"]
+    if recipe.pointer:
+        pointer = [f"--{k.replace('_', '-')}={v}" for k, v in recipe.pointer.items()]
+        commands["pointer"] = [*eval_lm, "--task", "awd_cache_pointer", *pointer]
+    return commands
