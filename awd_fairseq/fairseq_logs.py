@@ -26,6 +26,7 @@ API (every `source` is the text itself, an iterable of lines, or an `os.PathLike
 * `train_inner(source)`, `train_epochs(source)`, `valid(source, subset="valid")`: their stats.
 * `eval_lm_summary(source) -> EvalLmSummary`: the last "Evaluated N tokens in S s" /
   "Loss (base 2): L, Perplexity: P" pair printed by fairseq-eval-lm.
+* `model_params(source)`: the parameter count fairseq-train prints at start-up.
 """
 import json
 import math
@@ -40,6 +41,7 @@ Source = Union[str, "os.PathLike[str]", Iterable[str]]
 _FAIRSEQ_LINE = re.compile(r"^(?P<time>[^|]*?)\s*\|\s*(?P<level>[A-Z]+)\s*\|\s*(?P<name>[^|]+?)\s*\|\s(?P<msg>\{.*\})\s*$")
 _HYDRA_LINE = re.compile(r"^\[(?P<time>[^\]]*)\]\[(?P<name>[^\]]+)\]\[(?P<level>[A-Z]+)\]\s-\s(?P<msg>\{.*\})\s*$")
 _EVALUATED = re.compile(r"Evaluated ([\d,]+) tokens in ([\d.]+)s \(([\d.]+) tokens/s\)")
+_PARAMS = re.compile(r"num\. (?:shared )?model params: ([\d,]+)")
 _LOSS_BASE2 = re.compile(r"Loss \(base 2\): ([-\d.naif]+), Perplexity: ([-\d.naif]+)")
 
 
@@ -154,6 +156,16 @@ def eval_lm_summary(source: Source) -> EvalLmSummary:
     if summary is None:
         raise ValueError("no 'Loss (base 2): ..., Perplexity: ...' line: is this fairseq-eval-lm's output?")
     return summary
+
+
+def model_params(source: Source) -> Optional[int]:
+    """The parameter count fairseq-train prints at start-up ("num. shared model params: 24,221,600
+    (num. trained: ...)"; "num. model params" in older fairseq), or None."""
+    for line in _lines(source):
+        m = _PARAMS.search(line)
+        if m is not None:
+            return int(m.group(1).replace(",", ""))
+    return None
 
 
 def perplexity(loss_base2: float) -> float:

@@ -22,8 +22,9 @@ if ! "$PY" -c "import fairseq" 2>/dev/null; then
   echo "[install] fairseq ($FAIRSEQ_SPEC, compiled from source: a few minutes)"
   pip_install --no-build-isolation --no-deps "$FAIRSEQ_SPEC"
 fi
-# fairseq's run-time needs (scikit-learn: fairseq imports it at start-up), ours, and the tests'.
+# fairseq's run-time needs (scikit-learn: fairseq imports it at start-up), ours, and the tests';
+# matplotlib for scripts/compare_lms.py's plots, tensorboardX for fairseq's --tensorboard-logdir.
 pip_install hydra-core==1.3.2 omegaconf==2.3.0 bitarray sacrebleu regex tqdm cffi scikit-learn packaging \
-  sentencepiece pytest
+  sentencepiece pytest matplotlib tensorboardX
 pip_install --no-deps --no-build-isolation -e .
 "$PY" -c "import fairseq, torch, awd_fairseq; print('[install] ok: torch', torch.__version__, 'fairseq', fairseq.__version__)"

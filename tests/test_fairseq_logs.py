@@ -96,6 +96,14 @@ def test_eval_lm_summary_lines():
         fairseq_logs.eval_lm_summary("2026-12-01 | INFO | x | nothing here")
 
 
+def test_model_params():
+    # fairseq_cli/train.py: "num. shared model params: {:,} (num. trained: {:,})"; older: "num. model params: {}"
+    line = "num. shared model params: {:,} (num. trained: {:,})".format(24221600, 24221600)
+    assert fairseq_logs.model_params(f"2026-12-01 21:00:00 | INFO | fairseq_cli.train | {line}") == 24221600
+    assert fairseq_logs.model_params("[t][fairseq_cli.train][INFO] - num. model params: 1234 (num. trained: 1234)") == 1234
+    assert fairseq_logs.model_params("nothing") is None
+
+
 def test_parse_value_keeps_strings():
     assert fairseq_logs.parse_value("12") == 12 and fairseq_logs.parse_value("1.5e-3") == 1.5e-3
     assert fairseq_logs.parse_value("abc") == "abc" and fairseq_logs.parse_value([1]) == [1]
