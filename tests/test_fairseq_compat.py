@@ -15,15 +15,24 @@ from awd_fairseq.tasks.token_stream import read_stream
 
 
 def test_fairseq_still_has_what_the_compat_functions_read():
+    changed = "fairseq changed what awd_fairseq/fairseq_compat.py relies on: "
     # read_mmap_tokens: the mmap index class and its dtype, the file-name helpers
-    assert isinstance(getattr(indexed_dataset.MMapIndexedDataset, "Index", None), type)
-    assert isinstance(inspect.getattr_static(indexed_dataset.MMapIndexedDataset.Index, "dtype"), property)
-    assert callable(indexed_dataset.index_file_path) and callable(indexed_dataset.data_file_path)
+    mmap = indexed_dataset.MMapIndexedDataset
+    assert isinstance(getattr(mmap, "Index", None), type), changed + "MMapIndexedDataset.Index"
+    assert isinstance(inspect.getattr_static(mmap.Index, "dtype", None), property), changed + "Index.dtype"
+    assert callable(getattr(indexed_dataset, "index_file_path", None)), changed + "indexed_dataset.index_file_path"
+    assert callable(getattr(indexed_dataset, "data_file_path", None)), changed + "indexed_dataset.data_file_path"
     # epoch_iterator_kwargs: the option we pass where it exists
-    assert "reuse_dataloader" in inspect.signature(EpochBatchIterator.__init__).parameters
-    # fp16_model_sync: FP16Optimizer's private copy and the public attributes the fallback reads
-    assert callable(getattr(FP16Optimizer, "_sync_fp32_params_to_fp16", None))
-    assert isinstance(inspect.getattr_static(FP16Optimizer, "has_flat_params", None), property)
+    assert "reuse_dataloader" in inspect.signature(EpochBatchIterator.__init__).parameters, (
+        changed + "EpochBatchIterator(reuse_dataloader=...)"
+    )
+    # fp16_model_sync: FP16Optimizer's private copy, and the public attributes its fallback reads
+    assert callable(getattr(FP16Optimizer, "_sync_fp32_params_to_fp16", None)), (
+        changed + "FP16Optimizer._sync_fp32_params_to_fp16"
+    )
+    assert isinstance(inspect.getattr_static(FP16Optimizer, "has_flat_params", None), property), (
+        changed + "FP16Optimizer.has_flat_params"
+    )
 
 
 def test_whole_split_read_equals_the_lines_read_one_by_one(tiny_bin):
