@@ -7,7 +7,7 @@ word_language_model), with `B = streams per rank x ranks` columns:
 
     stream:  a b c d e f g h i j k l m n o p q r s t u v w x (y z: dropped, N = len // B)
 
-    B = 4    col 0  col 1  col 2  col 3        rank r reads columns [r*b, (r+1)*b)
+    B = 4    col 0  col 1  col 2  col 3        rank r trains on columns [r*b, (r+1)*b)
     row 0      a      g      m      s
     row 1      b      h      n      t          a window (start=1, length=2) gives
     row 2      c      i      o      u            inputs  rows 1..2:  b h n t / c i o u
@@ -15,12 +15,16 @@ word_language_model), with `B = streams per rank x ranks` columns:
     row 4      e      k      q      w
     row 5      f      l      r      x
 
+Validation lays the stream out once as `--eval-batch-size` columns, whatever the number of ranks,
+and each rank reads a contiguous share of them (`shared_columns`): fairseq sums the ranks' losses,
+so the validation loss is that of one process reading all the columns.
+
 Each column is read top to bottom over the epoch, one window after the other, so the recurrent
 state at the end of a window is the right start for the next window of the same column.
 The dataset is indexed by windows `(start, length)`; batches hold exactly one window, and
 `window_batch_iterator` serves them in stream order through fairseq's EpochBatchIterator.
 """
-from typing import Callable, List, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from fairseq.data import FairseqDataset, iterators
@@ -36,11 +40,30 @@ def batchify(stream: Tensor, num_streams: int) -> Tensor:
     return stream[: rows * num_streams].view(num_streams, rows).t().contiguous()
 
 
+def shared_columns(num_streams: int, rank: int, world_size: int) -> Tuple[int, int]:
+    """The columns `[lo, hi)` rank `rank` reads of ONE `num_streams`-column layout shared by all
+    ranks (validation): contiguous shares, as equal as they can be. Summing the ranks' losses
+    then gives the loss of one process reading all `num_streams` columns."""
+    if num_streams < world_size:
+        raise ValueError(
+            f"{num_streams} evaluation streams cannot be shared by {world_size} processes: raise "
+            f"--eval-batch-size to at least {world_size}"
+        )
+    return rank * num_streams // world_size, (rank + 1) * num_streams // world_size
+
+
 class BPTTWindowDataset(FairseqDataset):
-    def __init__(self, stream: Tensor, streams_per_rank: int, rank: int = 0, world_size: int = 1, bptt: int = 70):
+    """Windows of the stream laid out as `streams_per_rank x world_size` columns, of which this
+    rank reads its own `streams_per_rank` (training) or, if given, the columns `[lo, hi)`."""
+
+    def __init__(
+        self, stream: Tensor, streams_per_rank: int, rank: int = 0, world_size: int = 1, bptt: int = 70,
+        columns: Optional[Tuple[int, int]] = None,
+    ):
         super().__init__()
         matrix = batchify(stream, streams_per_rank * world_size)
-        self.data = matrix[:, rank * streams_per_rank : (rank + 1) * streams_per_rank].contiguous()  # (N, b)
+        lo, hi = columns if columns is not None else (rank * streams_per_rank, (rank + 1) * streams_per_rank)
+        self.data = matrix[:, lo:hi].contiguous()  # (N, b)
         self.bptt = bptt
 
     @property
@@ -94,13 +117,14 @@ def window_batch_iterator(
     num_workers: int = 0,
     epoch: int = 1,
     buffer_size: int = 0,
+    columns: Optional[Tuple[int, int]] = None,
 ) -> iterators.EpochBatchIterator:
     """fairseq's epoch iterator over this rank's windows, one per batch, in stream order.
 
     `schedule(num_rows, epoch)` gives an epoch's windows (bptt_schedule.py); it is a pure
     function, so data-loader workers and a resumed iterator see the same windows.
     """
-    dataset = BPTTWindowDataset(stream, streams_per_rank, rank=rank, world_size=world_size, bptt=bptt)
+    dataset = BPTTWindowDataset(stream, streams_per_rank, rank=rank, world_size=world_size, bptt=bptt, columns=columns)
     rows = dataset.num_rows
     if rows - 1 < bptt:
         raise ValueError(
