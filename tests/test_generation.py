@@ -155,22 +155,27 @@ def run_script(name, *args):
     return proc.stdout
 
 
-def greedy_by_full_forward(model, num_tokens, eos):
-    """Greedy continuation of `</s>`, one full forward pass over the whole stream per word."""
-    tokens = [eos]
+def sample_by_full_forward(model, num_tokens, context, temperature, seed):
+    """awd-lstm-lm generate.py's loop without carried state: one full forward pass over the whole
+    stream per word, then one draw from softmax(log p / temperature) with a generator seeded `seed`."""
+    tokens, generator = list(context), torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for _ in range(num_tokens):
-            lprobs = model(torch.tensor([tokens]))[0][0, -1]  # (V,) after every token so far
-            tokens.append(int(lprobs.argmax()))
-    return tokens[1:]
+            lprobs = model(torch.tensor([tokens]))[0][0, -1].float()  # (V,) after every token so far
+            tokens.append(int(torch.multinomial(torch.softmax(lprobs / temperature, -1), 1, generator=generator)))
+    return tokens[len(context):]
 
 
-def test_generate_script_at_low_temperature(checkpoint, tiny_bin, hub):
-    cold = run_script("generate.py", tiny_bin, "--path", checkpoint, "--words", 40, "--temperature", 1e-4, "--outf", "-")
-    eos = hub.tgt_dict.eos()
-    greedy = greedy_by_full_forward(hub.models[0], 40, eos)
-    expected = "".join("\n" if t == eos else hub.tgt_dict[t] + " " for t in greedy) + "\n"
-    assert cold == expected
+@pytest.mark.parametrize("temperature", [0.7, 1e-4])
+def test_generate_script_equals_sampling_by_full_forward(checkpoint, tiny_bin, hub, temperature):
+    prime = "the game was"
+    text = run_script("generate.py", tiny_bin, "--path", checkpoint, "--words", 40, "--temperature", temperature,
+                      "--seed", 5, "--prime", prime, "--outf", "-")
+    d = hub.tgt_dict
+    context = [d.eos(), *d.encode_line(prime, add_if_not_exist=False, append_eos=False).tolist()]
+    assert d.unk() not in context
+    words = sample_by_full_forward(hub.models[0], 40, context, temperature, seed=5)
+    assert text == prime + " " + "".join("\n" if t == d.eos() else d[t] + " " for t in words) + "\n"
 
 
 def test_score_script_equals_full_forward(checkpoint, tiny_bin, hub, tmp_path):
