@@ -110,6 +110,18 @@ def test_switch_is_logged_and_later_checkpoints_hold_the_average(reference):
     assert "nothing will start averaging" not in log
 
 
+def test_the_trigger_saw_the_unrounded_losses(reference):
+    """fairseq logs (and hands the scheduler) the loss rounded to 3 decimals; the trigger's history
+    holds the exact values those were rounded from."""
+    save_dir, log, switch = reference
+    logged = valid_losses(log)
+    history = load(save_dir / "checkpoint_last.pt")["last_optimizer_state"]["nt_asgd_trigger"]["history"]
+    assert len(history) == switch  # epochs 1 .. switch, the firing one included
+    for epoch, exact in enumerate(history, start=1):
+        assert abs(exact - logged[epoch]) <= 0.0005 + 1e-9, (epoch, exact, logged[epoch])
+    assert any(exact != round(exact, 3) for exact in history)
+
+
 @pytest.mark.parametrize("update_freq", [1, 2])
 def test_checkpoint_holds_the_mean_of_the_iterates(data, tmp_path, update_freq):
     """Averaging from epoch 2 with a validation and a checkpoint after every update: each one
