@@ -6,7 +6,7 @@ size 1, times in one process
   plain     fairseq-eval-lm's own loop (eval_lm + SequenceScorer), task awd_language_modeling;
   ours      the same loop with task awd_cache_pointer (CachePointerLM), default warm-up rule, then
             with --pointer-skip-chunk-start (pointer.py's rule);
-  original  salesforce/awd-lstm-lm pointer.py's per-token loop (bench_pointer_math.original_chunk)
+  original  salesforce/awd-lstm-lm pointer.py's per-token loop (awd_fairseq/bench/reference_loops.py)
             on the same model outputs, window by window; its perplexity must equal ours with
             pointer.py's rule.
 plain and ours alternate --repeats times (the run of each with the least CPU time is reported).
@@ -38,10 +38,10 @@ import time
 
 import torch
 
-from bench_pointer_math import original_chunk  # scripts/ is on sys.path when run as a script
-from pointer_search import eval_lm_parser, load_pointer_models
+from awd_fairseq.bench.reference_loops import original_pointer_chunk
+from awd_fairseq.eval_lm_cli import eval_lm_parser, load_eval_lm_models, parse_eval_lm_args
 
-logger = logging.getLogger("bench_pointer")
+logger = logging.getLogger("scripts.bench_pointer")
 
 
 # -- eval ------------------------------------------------------------------------------------
@@ -83,7 +83,7 @@ def timed_original(wrapped, task, dataset, window, theta, lambdah):
         if pointer_history is None:
             pointer_history = rnn_out.new_empty(0, rnn_out.size(1))
         tick = Clock()
-        chunk_loss, pointer_history, next_word_history = original_chunk(
+        chunk_loss, pointer_history, next_word_history = original_pointer_chunk(
             rnn_out, target[0], probs[0].float(), pointer_history, next_word_history, window, theta, lambdah, vocab)
         wall, cpu = tick.read()
         pointer_wall, pointer_cpu = pointer_wall + wall, pointer_cpu + cpu
@@ -104,16 +104,19 @@ def timed_pointer_math(wrapped, task, split):
     return clock.read()
 
 
-def bench_eval():
-    from awd_fairseq.modules.cache_pointer import CachePointer
-    from awd_fairseq.tasks.awd_language_modeling import AWDLanguageModelingTask, TokenStreamDataset
-
+def eval_parser():
     parser = eval_lm_parser(__doc__.splitlines()[0])
     parser.add_argument("--slice-tokens", type=int, default=0, help="score only the split's first N tokens")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of plain and ours")
     parser.add_argument("--skip-original", action="store_true", help="do not run pointer.py's loop")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    args, task, models = load_pointer_models(parser)
+    return parser
+
+
+def bench_eval(args):
+    from awd_fairseq.modules.cache_pointer import CachePointer
+    from awd_fairseq.tasks.awd_language_modeling import AWDLanguageModelingTask, TokenStreamDataset
+
+    task, models = load_eval_lm_models(args)
     logging.getLogger("fairseq_cli.eval_lm").setLevel(logging.WARNING)
     wrapped, cfg, split = models[0], task.cfg, args.gen_subset
     task.load_dataset(split)
@@ -187,19 +190,21 @@ def simulate_one(tokens, vocab, window, hidden, chunk, theta, lambdah, seed):
             "ppl": math.exp(-total / tokens)}
 
 
-def bench_simulate(argv):
+def simulate_parser():
     parser = argparse.ArgumentParser(description="cache pointer at WikiText-103 scale, synthetic stream")
-    parser.add_argument("--tokens", default="25000,50000,100000,200000")
-    parser.add_argument("--vocab", type=int, default=267735)
-    parser.add_argument("--window", type=int, default=3785)
-    parser.add_argument("--hidden", type=int, default=400)
+    parser.add_argument("--tokens", default="25000,50000,100000,200000", help="comma-separated stream lengths")
+    parser.add_argument("--vocab", type=int, default=267735, help="vocabulary size (WikiText-103's)")
+    parser.add_argument("--window", type=int, default=3785, help="pointer window")
+    parser.add_argument("--hidden", type=int, default=400, help="size of the last layer's output")
     parser.add_argument("--chunk", type=int, default=70, help="--bptt")
-    parser.add_argument("--theta", type=float, default=0.662)
-    parser.add_argument("--lambdah", type=float, default=0.1279)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--theta", type=float, default=0.662, help="pointer theta")
+    parser.add_argument("--lambdah", type=float, default=0.1279, help="pointer lambda")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the synthetic stream")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child process
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    return parser
+
+
+def bench_simulate(args, argv):
     if args.one:
         print(json.dumps(simulate_one(int(args.tokens), args.vocab, args.window, args.hidden, args.chunk,
                                       args.theta, args.lambdah, args.seed)))
@@ -221,8 +226,24 @@ def bench_simulate(argv):
                 rows[-1]["peak_rss_mib"] / rows[0]["peak_rss_mib"], args.window * args.vocab * 4 / 2**30)
 
 
-if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "simulate":
-        bench_simulate(sys.argv[2:])
+def main(args) -> None:
+    """`args.mode` is "simulate" (simulate_parser's flags) or "eval" (fairseq-eval-lm's)."""
+    if args.mode == "simulate":
+        bench_simulate(args, args.argv)
     else:
-        bench_eval()
+        bench_eval(args)
+
+
+def cli_main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    if sys.argv[1:2] == ["simulate"]:
+        args = simulate_parser().parse_args(sys.argv[2:])
+        args.mode, args.argv = "simulate", sys.argv[2:]
+    else:
+        args = parse_eval_lm_args(eval_parser())
+        args.mode = "eval"
+    main(args)
+
+
+if __name__ == "__main__":
+    cli_main()

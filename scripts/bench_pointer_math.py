@@ -1,6 +1,6 @@
 """Time the cache-pointer math: awd-lstm-lm pointer.py's per-token loop against CachePointer.score.
 
-The original (restated below from salesforce/awd-lstm-lm pointer.py) keeps a (window, V) one-hot
+The original (salesforce/awd-lstm-lm pointer.py, restated in awd_fairseq/bench/reference_loops.py) keeps a (window, V) one-hot
 history of next words and, for every token, computes ptr_dist = (attn * one_hot).sum(0) over the
 whole vocabulary. CachePointer scores a chunk at once with an O(window) masked sum per token.
 
@@ -9,7 +9,7 @@ uses the cache) and then score one chunk of `tokens` positions; the model's soft
 beforehand for both, so only the pointer math is timed. Both use pointer.py's exact rule
 (skip_chunk_start=True), and the script checks they give the same loss.
 
-    PYTHONPATH=. .venv/bin/python scripts/bench_pointer_math.py   # PTB- and WT2-like, ~15 min on 2 cores
+    python scripts/bench_pointer_math.py   # PTB- and WT2-like, ~15 min on 2 cores
 """
 
 import argparse
@@ -17,50 +17,17 @@ import logging
 import math
 import time
 
-import numpy as np
 import torch
 
+from awd_fairseq.bench.reference_loops import one_hot, original_pointer_chunk
 from awd_fairseq.modules.cache_pointer import CachePointer
 
-logger = logging.getLogger("bench_pointer_math")
+logger = logging.getLogger("scripts.bench_pointer_math")
 
 SETTINGS = {  # name: (vocab, window, tokens); theta/lambda from the awd-lstm-lm README
     "ptb": (10000, 500, 2000, 1.0, 0.1),
     "wt2": (33278, 3785, 1000, 0.662, 0.1279),
 }
-
-
-def one_hot(idx, size):
-    """pointer.py's one_hot: a (1, size) float32 row built in numpy."""
-    a = np.zeros((1, size), np.float32)
-    a[0][idx] = 1
-    return torch.from_numpy(a)
-
-
-def original_chunk(rnn_out, targets, probs, pointer_history, next_word_history, window, theta,
-                   lambdah, vocab):
-    """One pass of pointer.py's evaluate() loop body for a batch-size-1 chunk.
-
-    rnn_out (T, H), targets (T,), probs (T, V) = softmax of the model output.
-    Returns (summed -log p, trimmed pointer_history (<=W, H), trimmed next_word_history (<=W, V)).
-    """
-    start_idx = len(next_word_history)
-    next_word_history = torch.cat(
-        [next_word_history, torch.cat([one_hot(t.item(), vocab) for t in targets])])
-    pointer_history = torch.cat([pointer_history, rnn_out], dim=0)
-    loss = 0.0
-    for idx, vocab_loss in enumerate(probs):
-        p = vocab_loss
-        if start_idx + idx > window:
-            valid_next_word = next_word_history[start_idx + idx - window:start_idx + idx]
-            valid_pointer_history = pointer_history[start_idx + idx - window:start_idx + idx]
-            logits = torch.mv(valid_pointer_history, rnn_out[idx])
-            ptr_attn = torch.softmax(theta * logits, dim=0).view(-1, 1)
-            ptr_dist = (ptr_attn.expand_as(valid_next_word) * valid_next_word).sum(0).squeeze()
-            p = lambdah * ptr_dist + (1 - lambdah) * vocab_loss
-        target_loss = p[targets[idx]]
-        loss += -torch.log(target_loss).item()
-    return loss, pointer_history[-window:], next_word_history[-window:]
 
 
 def bench(name, vocab, window, tokens, theta, lambdah, hidden_size, seed):
@@ -77,7 +44,7 @@ def bench(name, vocab, window, tokens, theta, lambdah, hidden_size, seed):
     # original: untimed warm history, then one timed chunk
     warm_one_hot = torch.cat([one_hot(t.item(), vocab) for t in y_warm])  # (W, V)
     start = time.perf_counter()
-    loss_orig, _, _ = original_chunk(h_run, y_run, probs, h_warm.clone(), warm_one_hot, window,
+    loss_orig, _, _ = original_pointer_chunk(h_run, y_run, probs, h_warm.clone(), warm_one_hot, window,
                                      theta, lambdah, vocab)
     t_orig = time.perf_counter() - start
     del warm_one_hot
@@ -107,23 +74,25 @@ def bench(name, vocab, window, tokens, theta, lambdah, hidden_size, seed):
         raise RuntimeError(f"{name}: CachePointer disagrees with the original loop")
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS),
-                        default=["ptb", "wt2"])
-    parser.add_argument("--tokens", type=int, default=None,
-                        help="override the number of timed tokens of every setting")
-    parser.add_argument("--hidden-size", type=int, default=400)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+def main(args: argparse.Namespace) -> None:
     logger.info("torch %s, %d threads", torch.__version__, torch.get_num_threads())
     for name in args.settings:
         vocab, window, tokens, theta, lambdah = SETTINGS[name]
         with torch.no_grad():
-            bench(name, vocab, window, args.tokens or tokens, theta, lambdah, args.hidden_size,
-                  args.seed)
+            bench(name, vocab, window, args.tokens or tokens, theta, lambdah, args.hidden_size, args.seed)
+
+
+def cli_main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["ptb", "wt2"],
+                        help="vocabulary / window / tokens settings to time")
+    parser.add_argument("--tokens", type=int, default=None, help="override the number of timed tokens of every setting")
+    parser.add_argument("--hidden-size", type=int, default=400, help="size of the last layer's output")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic outputs and targets")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    main(args)
 
 
 if __name__ == "__main__":
-    main()
+    cli_main()

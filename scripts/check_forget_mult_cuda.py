@@ -5,9 +5,11 @@ On a GPU session:   python scripts/check_forget_mult_cuda.py [--bench]
                     python scripts/bench_qrnn_vs_lstm.py --device cuda --updates 200 --rounds 2
 Without a GPU, the same kernels run on CPU tensors in Triton's interpreter (slow, small shapes):
                     python scripts/check_forget_mult_cuda.py --interpret
-Needs Triton installed. Prints one line per case and exits non-zero on any mismatch.
+Needs Triton installed. Prints one line per case; exits 1 on any mismatch, 2 without CUDA or Triton.
 """
 import argparse
+import importlib.util
+import logging
 import os
 import sys
 import time
@@ -41,23 +43,23 @@ def check_layer_on_cuda(torch) -> int:
     return failures
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--interpret", action="store_true", help="run under TRITON_INTERPRET=1 on CPU")
-    parser.add_argument("--bench", action="store_true", help="also time kernel vs torch path on CUDA")
-    args = parser.parse_args()
+def main(args: argparse.Namespace) -> int:
+    """Runs the checks; returns the exit status: 0 all passed, 1 a case failed, 2 no CUDA device."""
     if args.interpret:
         os.environ["TRITON_INTERPRET"] = "1"  # must be set before triton is imported
 
     import torch
 
     from awd_fairseq.modules.forget_mult import forget_mult, forget_mult_reference, forget_mult_torch
-    from awd_fairseq.modules.forget_mult_triton import forget_mult_triton
 
     device = "cpu" if args.interpret else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device; use --interpret to run the kernels on CPU")
+        logging.error("no CUDA device; use --interpret to run the kernels on CPU")
         return 2
+    if importlib.util.find_spec("triton") is None:
+        logging.error("Triton is not installed: pip install triton (the kernels are written in it)")
+        return 2
+    from awd_fairseq.modules.forget_mult_triton import forget_mult_triton
     torch.manual_seed(0)
     shapes = [(1, 1, 1), (5, 3, 7), (37, 4, 130)] if args.interpret else [(1, 1, 1), (5, 3, 7), (70, 20, 1550), (300, 8, 257)]
     tolerances = {torch.float32: 2e-5, torch.float16: 2e-2, torch.bfloat16: 1e-1}
@@ -112,5 +114,12 @@ def main() -> int:
     return 1 if failures else 0
 
 
+def cli_main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--interpret", action="store_true", help="run under TRITON_INTERPRET=1 on CPU")
+    parser.add_argument("--bench", action="store_true", help="also time kernel vs torch path on CUDA")
+    sys.exit(main(parser.parse_args()))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main()

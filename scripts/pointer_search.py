@@ -10,41 +10,16 @@ elementwise mix. Takes fairseq-eval-lm's arguments (data directory, --path, --bp
 """
 import logging
 import math
-import sys
 from typing import List, Tuple
 
 import torch
 
 import awd_fairseq  # noqa: F401  (registers the task)
+from awd_fairseq.eval_lm_cli import eval_lm_parser, load_eval_lm_models, parse_eval_lm_args
 from awd_fairseq.modules.cache_pointer import CachePointer, mix_with
 from awd_fairseq.tasks.cache_pointer_lm import window_outputs
 
-logger = logging.getLogger("pointer_search")
-
-
-def load_pointer_models(parser):
-    """Parse fairseq-eval-lm's arguments (task awd_cache_pointer) and load the checkpoint(s).
-    Returns (args, task, models): CachePointerLM wrappers around the checkpoint's models."""
-    from fairseq import checkpoint_utils, options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    args = options.parse_args_and_arch(parser)
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task(
-        [cfg.common_eval.path], arg_overrides=eval(cfg.common_eval.model_overrides), task=task
-    )
-    if torch.cuda.is_available() and not cfg.common.cpu:
-        models = [m.cuda() for m in models]
-    return args, task, models
-
-
-def eval_lm_parser(description: str):
-    from fairseq import options
-
-    parser = options.get_eval_lm_parser(default_task="awd_cache_pointer")
-    parser.description = description
-    return parser
+logger = logging.getLogger("scripts.pointer_search")
 
 
 def collect(task, model, split) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -66,14 +41,9 @@ def mixture_ppl(log_cache, used, log_model, lambdah: float) -> float:
     return math.exp(-scores.mean().item())
 
 
-def main():
-    parser = eval_lm_parser(__doc__.splitlines()[0])
-    parser.add_argument("--thetas", default="0.1,0.3,0.5,0.662,0.8,1.0,1.3,1.6,2.0,2.5", help="comma-separated grid")
-    parser.add_argument("--lambdas", default="0.05,0.08,0.1,0.1279,0.15,0.2,0.25,0.3", help="comma-separated grid")
-    parser.add_argument("--valid-subset-name", default="valid", help="the split to tune on")
-    parser.add_argument("--test-subset-name", default="test", help="the split to report")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
-    args, task, models = load_pointer_models(parser)
+def main(args) -> None:
+    """Tune on the valid split, report on the test split; `args`: fairseq-eval-lm's, parsed."""
+    task, models = load_eval_lm_models(args)
     thetas = [float(x) for x in args.thetas.split(",")]
     lambdas = [float(x) for x in args.lambdas.split(",")]
     cfg, model = task.cfg, models[0]
@@ -106,5 +76,15 @@ def main():
         plain_valid, ppl_test, plain_test)
 
 
+def cli_main() -> None:
+    parser = eval_lm_parser(__doc__.splitlines()[0])
+    parser.add_argument("--thetas", default="0.1,0.3,0.5,0.662,0.8,1.0,1.3,1.6,2.0,2.5", help="comma-separated grid")
+    parser.add_argument("--lambdas", default="0.05,0.08,0.1,0.1279,0.15,0.2,0.25,0.3", help="comma-separated grid")
+    parser.add_argument("--valid-subset-name", default="valid", help="the split to tune on")
+    parser.add_argument("--test-subset-name", default="test", help="the split to report")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    main(parse_eval_lm_args(parser))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cli_main()

@@ -12,18 +12,15 @@ Writes the raw splits to <out>/raw and the binarized corpus to <out> (default da
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
-
-from awd_fairseq.data.prepare import default_workers, prepare_corpus  # noqa: E402
-from awd_fairseq.data.sources import CORPORA  # noqa: E402
+from awd_fairseq.data.prepare import default_workers, prepare_corpus
+from awd_fairseq.data.sources import CORPORA
 
 
-def main(argv=None):
+def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("corpus", choices=list(CORPORA))
+    parser.add_argument("corpus", choices=list(CORPORA), help="which corpus to prepare")
     parser.add_argument(
         "--from",
         dest="source",
@@ -38,14 +35,10 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=default_workers(), help="fairseq-preprocess workers")
     parser.add_argument("--spm-vocab-size", type=int, help="train sentencepiece with this vocabulary on train.txt first")
     parser.add_argument("--num-test-bytes", type=int, default=5_000_000, help="enwik8: bytes in each of valid and test")
-    args = parser.parse_args(argv)
-    if args.source is not None and args.download:
-        parser.error("--from and --download exclude each other")
-    if args.corpus == "custom" and args.source is None:
-        parser.error("custom needs --from DIR holding train.txt, valid.txt and test.txt")
+    return parser
 
-    # force: importing fairseq (via awd_fairseq) has configured the root logger already
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, force=True)
+
+def main(args: argparse.Namespace) -> None:
     prepare_corpus(
         args.corpus,
         source=args.source,
@@ -58,5 +51,17 @@ def main(argv=None):
     )
 
 
+def cli_main(argv=None) -> None:
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    if args.source is not None and args.download:
+        parser.error("--from and --download exclude each other")
+    if args.corpus == "custom" and args.source is None:
+        parser.error("custom needs --from DIR holding train.txt, valid.txt and test.txt")
+    # force: importing fairseq (via awd_fairseq) has configured the root logger already
+    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, force=True)
+    main(args)
+
+
 if __name__ == "__main__":
-    main()
+    cli_main()

@@ -80,7 +80,7 @@ def test_ptb_folder_through_cli(tmp_path):
     folder = write_slices(SHARED_DATA / "ptb", tmp_path / "ptb", 200)
     out = tmp_path / "bin"
     cli = runpy.run_path(str(REPO / "scripts" / "prepare_data.py"))  # in process: fairseq imports once
-    cli["main"](["ptb", "--from", str(folder), "--out", str(out), "--workers", "2"])
+    cli["cli_main"](["ptb", "--from", str(folder), "--out", str(out), "--workers", "2"])
     for split in SPLITS:
         assert (out / "raw" / f"{split}.txt").read_bytes() == (folder / f"{split}.txt").read_bytes()
     check_word_level(out, folder)
