@@ -171,7 +171,7 @@ def test_workers_and_resume_keep_the_stream_order(task):
 def test_missing_batch_size_and_valid_defaults(task):
     with pytest.raises(ValueError, match="--batch-size"):
         task.get_batch_iterator(task.dataset("train"), max_sentences=None)
-    sample = next(task.get_batch_iterator(task.dataset("valid"), max_sentences=80).next_epoch_itr(shuffle=False))
+    sample = next(task.get_batch_iterator(task.dataset("valid")).next_epoch_itr(shuffle=False))
     assert sample["net_input"]["src_tokens"].shape == (10, 20)  # --eval-batch-size 10, fixed bptt
 
 
