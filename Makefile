@@ -1,5 +1,6 @@
 # Two commands on a fresh machine:  `make demo` (install, prepare the embedded WikiText-2, train a
 # small AWD-LSTM for one epoch on the CPU, score it with fairseq-eval-lm) and `make test`.
+# `DEMO_MAX_UPDATE=200 make demo` stops the demo after 200 updates (CI does: .ci/run).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
