@@ -50,7 +50,7 @@ def worker(args) -> dict:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    chunk = 0 if args.worker == "unchunked" else DEFAULT_MAX_CHUNK_ELEMENTS
+    chunk = DEFAULT_MAX_CHUNK_ELEMENTS if args.worker == "chunked" else 0
     mos = MixtureOfSoftmaxes(args.nhidlast, args.emsize, args.n_experts, max_chunk_elements=chunk)
     weight = torch.empty(args.vocab, args.emsize).uniform_(-0.1, 0.1).requires_grad_()
     bias = torch.zeros(args.vocab, requires_grad=True)

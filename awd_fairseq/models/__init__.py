@@ -1,2 +1,3 @@
 from . import awd_lstm  # noqa: F401
 from . import qrnn  # noqa: F401
+from . import awd_lstm_mos  # noqa: F401
