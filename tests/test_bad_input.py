@@ -136,3 +136,115 @@ def test_dropout_out_of_range_through_fairseq_train(tiny_bin, tmp_path):
                        check=False)
     assert proc.returncode != 0 and _last_line(proc).startswith("ValueError: --dropouth 1.0 is outside [0, 1)")
     assert not list((tmp_path / "ck").glob("*.pt"))
+
+
+# -- the task --------------------------------------------------------------------------------
+
+
+def _task_cfg(data, **overrides):
+    from awd_fairseq.tasks.awd_language_modeling import AWDLanguageModelingConfig
+
+    values = dict(data=str(data), bptt=20, seed=1, train_subset="train", batch_size=10, fp16=False, bf16=False,
+                  amp=False, cpu=True)
+    values.update(overrides)
+    return AWDLanguageModelingConfig(**values)
+
+
+def _setup(cfg):
+    from awd_fairseq.tasks.awd_language_modeling import AWDLanguageModelingTask
+
+    return AWDLanguageModelingTask.setup_task(cfg)
+
+
+def test_missing_data_directory_names_dict_txt(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dict\.txt not found: is .*nowhere a fairseq-preprocess output"):
+        _setup(_task_cfg(tmp_path / "nowhere"))
+
+
+def test_missing_split_names_the_files(tiny_bin, tmp_path):
+    task = _setup(_task_cfg(tiny_bin))
+    with pytest.raises(FileNotFoundError, match=r"no binarized data at .*/dev\.bin/\.idx: run fairseq-preprocess"):
+        task.load_dataset("dev")
+
+
+def test_empty_split_is_refused_naming_the_file(tmp_path):
+    binarize(_raw(tmp_path / "raw", valid=""), tmp_path / "bin")
+    task = _setup(_task_cfg(tmp_path / "bin"))
+    task.load_dataset("train")
+    with pytest.raises(ValueError, match=r"^the valid split is empty \(.*/bin/valid\.bin holds no tokens\)"):
+        task.load_dataset("valid")
+
+
+@pytest.mark.parametrize("name, value, flag", [("bptt", 0, "--bptt 0"), ("bptt", -3, "--bptt -3"),
+                                               ("eval_batch_size", 0, "--eval-batch-size 0"),
+                                               ("test_batch_size", 0, "--test-batch-size 0")])
+def test_window_and_stream_counts_below_one_are_refused(tiny_bin, name, value, flag):
+    with pytest.raises(ValueError, match=rf"^{flag} must be at least 1"):
+        _setup(_task_cfg(tiny_bin, **{name: value}))
+
+
+def test_split_shorter_than_one_window_at_the_batch_size(tiny_bin):
+    task = _setup(_task_cfg(tiny_bin, bptt=70, eval_batch_size=100))
+    task.load_dataset("valid")
+    rows = task.datasets["valid"].tokens.numel() // 100
+    assert rows - 1 < 70 <= task.datasets["valid"].tokens.numel() // 10 - 1  # fits as 10 streams, not as 100
+    task.cfg.eval_batch_size = 10
+    task.get_batch_iterator(task.datasets["valid"], max_sentences=10).next_epoch_itr()
+    task.cfg.eval_batch_size = 100
+    with pytest.raises(ValueError, match=r"shorter than one window \(--bptt 70\); lower --bptt or the batch size"):
+        task.get_batch_iterator(task.datasets["valid"], max_sentences=10).next_epoch_itr()
+
+
+def test_batch_size_valid_other_than_batch_size_is_refused_naming_eval_batch_size(tiny_bin):
+    task = _setup(_task_cfg(tiny_bin))
+    task.load_dataset("valid")
+    task.get_batch_iterator(task.datasets["valid"], max_sentences=10)  # fairseq's default: = --batch-size
+    with pytest.raises(ValueError, match=r"^--batch-size-valid 4 is not used .* pass --eval-batch-size 4 instead"):
+        task.get_batch_iterator(task.datasets["valid"], max_sentences=4)
+
+
+def test_eval_lm_batch_size_is_refused_naming_test_batch_size(tiny_bin):
+    task = _setup(_task_cfg(tiny_bin))
+    task.load_dataset("valid")
+    with pytest.raises(ValueError, match=r"^fairseq-eval-lm's --batch-size 8 is not used .* pass --test-batch-size 8"):
+        task.eval_lm_dataloader(task.datasets["valid"], batch_size=8)
+
+
+@pytest.mark.parametrize("flag", ["fp16", "bf16", "amp"])
+def test_mixed_precision_on_the_cpu_is_refused_before_training(tiny_bin, flag):
+    task = _setup(_task_cfg(tiny_bin, **{flag: True}))
+    with pytest.raises(ValueError, match=rf"^--{flag} with --cpu: "):
+        task.build_criterion(SimpleNamespace(_name="awd_split_cross_entropy"))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("flag", ["--fp16", "--bf16"])
+def test_mixed_precision_through_fairseq_train(tiny_bin, tmp_path, flag):
+    proc = run_fairseq("train", train_args(tiny_bin, tmp_path / "ck", "--max-update", "1", flag), check=False)
+    assert proc.returncode != 0 and _last_line(proc).startswith(f"ValueError: {flag} with --cpu: "), _last_line(proc)
+    assert not list((tmp_path / "ck").glob("*.pt"))
+
+
+@pytest.mark.e2e
+def test_batch_size_through_fairseq_eval_lm(checkpoint, tiny_bin):
+    proc = run_fairseq("eval_lm", [tiny_bin, "--task", "awd_language_modeling", "--path", checkpoint,
+                                   "--batch-size", "4", "--no-progress-bar"], check=False)
+    assert proc.returncode != 0 and "pass --test-batch-size 4 instead" in _last_line(proc), _last_line(proc)
+
+
+@pytest.mark.e2e
+def test_batch_size_valid_through_fairseq_train(tiny_bin, tmp_path):
+    proc = run_fairseq("train", train_args(tiny_bin, tmp_path / "ck", "--max-update", "1", "--batch-size-valid", "3"),
+                       check=False)
+    assert proc.returncode != 0 and "pass --eval-batch-size 3 instead" in _last_line(proc), _last_line(proc)
+    assert not list((tmp_path / "ck").glob("*.pt"))
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("flags, message", [(["--pointer-window", "0"], "--pointer-window must be >= 1"),
+                                            (["--pointer-lambda", "1.5"], "--pointer-lambda must lie in [0, 1]"),
+                                            (["--pointer-lambda", "-0.1"], "--pointer-lambda must lie in [0, 1]")])
+def test_pointer_options_out_of_range(checkpoint, tiny_bin, flags, message):
+    proc = run_fairseq("eval_lm", [tiny_bin, "--task", "awd_cache_pointer", "--path", checkpoint, *flags,
+                                   "--no-progress-bar"], check=False)
+    assert proc.returncode != 0 and message in _last_line(proc), _last_line(proc)

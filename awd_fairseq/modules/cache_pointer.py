@@ -79,7 +79,7 @@ class CachePointer:
         if window < 1:
             raise ValueError(f"--pointer-window must be >= 1, got {window}")
         if not 0.0 <= lambdah <= 1.0:
-            raise ValueError(f"pointer lambda must lie in [0, 1], got {lambdah}")
+            raise ValueError(f"--pointer-lambda must lie in [0, 1], got {lambdah}")
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         self.window = window

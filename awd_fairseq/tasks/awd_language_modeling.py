@@ -28,6 +28,7 @@ from omegaconf import II
 from ..modules.stream_state import StatefulWindowIterator
 from .bptt_dataset import window_batch_iterator
 from .bptt_schedule import fixed_windows, variable_windows
+from . import input_checks
 from .lm_inference import LMInferenceMixin
 from .nt_asgd_hooks import NTASGDTaskHooks
 from .split_streams import SplitStreams, carries_stream_state
@@ -60,6 +61,12 @@ class AWDLanguageModelingConfig(FairseqDataclass):
     )
     seed: int = II("common.seed")
     train_subset: str = II("dataset.train_subset")
+    # read only by input_checks.py: fairseq options this task decides instead, or refuses on the CPU
+    batch_size: Optional[int] = II("dataset.batch_size")
+    fp16: bool = II("common.fp16")
+    bf16: bool = II("common.bf16")
+    amp: bool = II("common.amp")
+    cpu: bool = II("common.cpu")
 
 
 @register_task("awd_language_modeling", dataclass=AWDLanguageModelingConfig)
@@ -76,6 +83,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
     def setup_task(cls, cfg: AWDLanguageModelingConfig, **kwargs):
         if not cfg.data:
             raise ValueError("awd_language_modeling needs the data directory (fairseq-preprocess --destdir)")
+        input_checks.check_task_config(cfg)
         path = cfg.data.split(os.pathsep)[0]
         dict_path = os.path.join(path, "dict.txt")
         if not os.path.exists(dict_path):
@@ -99,9 +107,14 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
             logger.warning("%s does not carry recurrent state: every window starts afresh", type(model).__name__)
         return model
 
+    def build_criterion(self, cfg, from_checkpoint=False):
+        input_checks.check_training_precision(self.cfg)  # fairseq-train only: before its Trainer
+        return super().build_criterion(cfg, from_checkpoint)
+
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
         paths = self.cfg.data.split(os.pathsep)
         path = paths[(epoch - 1) % len(paths)]
+        input_checks.check_split(path, split)
         tokens = read_stream(os.path.join(path, split), self.dictionary)
         logger.info("%s %s: %d tokens (with the leading </s>)", path, split, tokens.numel())
         self.datasets[split] = TokenStreamDataset(tokens)
@@ -140,6 +153,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
                 data_buffer_size, disable_iterator_cache, **kwargs,
             )
         train = dataset is self.datasets.get(self.cfg.train_subset)
+        input_checks.check_valid_batch_size(self.cfg, max_sentences, train)
         if train:
             if not max_sentences:
                 raise ValueError(
@@ -162,6 +176,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
     ):
         if context_window > 0:
             raise ValueError("--context-window does not apply: awd_language_modeling carries the state instead")
+        input_checks.check_eval_lm_batch_size(self.cfg, batch_size)
         if num_shards > 1:
             raise ValueError(
                 "fairseq-eval-lm with awd_language_modeling runs on one process (the stream is sequential)"

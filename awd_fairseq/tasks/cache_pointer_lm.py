@@ -39,6 +39,7 @@ from torch import Tensor
 
 from ..modules.cache_pointer import CachePointer
 from ..modules.stream_state import StatefulWindowIterator, StreamState
+from . import input_checks
 from .awd_language_modeling import AWDLanguageModelingConfig, AWDLanguageModelingTask
 
 logger = logging.getLogger(__name__)
@@ -184,6 +185,7 @@ class CachePointerLMTask(AWDLanguageModelingTask):
     ):
         if context_window > 0:
             raise ValueError("--context-window does not apply: use --pointer-context for models without state")
+        input_checks.check_eval_lm_batch_size(self.cfg, batch_size)
         if num_shards > 1:
             raise ValueError("the cache pointer reads the split as one stream, on one process")
         if self.cfg.test_batch_size != 1:
