@@ -4,7 +4,8 @@ salesforce/awd-lstm-lm main.py trains and evaluates (Merity et al. 2017, sec. 4.
 The task is the list of fairseq hooks below; each job has its own home:
 
 * a split is one token stream (token_stream.py), read as `--batch-size` contiguous streams per
-  rank for training, `--eval-batch-size` (10) for validation and `--test-batch-size` (1) for
+  rank for training, `--eval-batch-size` (10) in all for validation (shared by the ranks, so
+  the validation loss does not depend on their number) and `--test-batch-size` (1) for
   fairseq-eval-lm, like the original's batch_size / eval_batch_size / test_batch_size, and cut
   into windows (bptt_dataset.py): variable lengths in training (bptt_schedule.py), `--bptt` long
   in evaluation, the last window of a split shorter;
@@ -13,6 +14,8 @@ The task is the list of fairseq hooks below; each job has its own home:
   task's, per split, in fairseq-train (split_streams.py), the iterator's in fairseq-eval-lm;
 * the learning rate of an update is scaled by seq_len / bptt (window_lr.py);
 * NT-ASGD swaps the averaged weights in for validation and checkpoints (nt_asgd_hooks.py);
+* a NaN / inf training loss is logged with its window and update (`report_non_finite_loss`);
+  checkpoint copies are made atomic (atomic_checkpoints.py);
 * generation and sentence scoring (fairseq-interactive, the hub interface) use lm_inference.py.
 """
 import logging
@@ -20,13 +23,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
 from fairseq.data import Dictionary
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
 from ..modules.stream_state import StatefulWindowIterator
-from .bptt_dataset import window_batch_iterator
+from ..atomic_checkpoints import install as install_atomic_checkpoint_copies
+from .bptt_dataset import shared_columns, window_batch_iterator
 from .bptt_schedule import fixed_windows, variable_windows
 from . import input_checks
 from .lm_inference import LMInferenceMixin
@@ -38,6 +43,20 @@ from .window_lr import WindowLrScale
 logger = logging.getLogger(__name__)
 
 __all__ = ["AWDLanguageModelingConfig", "AWDLanguageModelingTask", "TokenStreamDataset", "read_stream"]
+
+
+def report_non_finite_loss(loss, sample, update_num: int) -> None:
+    """Name the window (stream offsets of its inputs) and the update of a NaN / inf training loss;
+    fairseq then stops with "gradients are Nan/Inf" after replaying the step under its NaN
+    detector, which names the module where the values first went bad."""
+    if not torch.is_tensor(loss) or "window" not in sample or bool(torch.isfinite(loss.detach()).all()):
+        return
+    start, end = sample["window"].tolist()
+    logger.error(
+        "non-finite training loss %s at update %d: window [%d, %d) of the training streams "
+        "(rows of the batchified split, every stream of this process)", float(loss.detach().sum()), update_num + 1,
+        start, end,
+    )
 
 
 @dataclass
@@ -81,6 +100,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
 
     @classmethod
     def setup_task(cls, cfg: AWDLanguageModelingConfig, **kwargs):
+        install_atomic_checkpoint_copies()
         if not cfg.data:
             raise ValueError("awd_language_modeling needs the data directory (fairseq-preprocess --destdir)")
         input_checks.check_task_config(cfg)
@@ -163,11 +183,15 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
             streams = max_sentences
             # which columns this process reads: checked before a checkpointed state is restored
             self.streams.set_train_layout(streams, num_shards, shard_id)
+            placement = {"rank": shard_id, "world_size": num_shards}
         else:
+            # the ranks share one process's --eval-batch-size columns and fairseq sums their losses:
+            # validation scores the same tokens, from the same states, however many ranks there are
             streams = self.cfg.eval_batch_size
+            placement = {"columns": shared_columns(streams, shard_id, num_shards)}
         return self.window_iterator(
-            dataset, streams, train, rank=shard_id, world_size=num_shards, seed=seed,
-            num_workers=num_workers, epoch=epoch, buffer_size=data_buffer_size,
+            dataset, streams, train, seed=seed, num_workers=num_workers, epoch=epoch, buffer_size=data_buffer_size,
+            **placement,
         )
 
     def eval_lm_dataloader(
@@ -199,6 +223,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         else:
             with self.streams.window(sample, model, self.cfg.train_subset):
                 result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
+        report_non_finite_loss(result[0], sample, update_num)
         self.lr_scale.add(sample)
         return result
 
