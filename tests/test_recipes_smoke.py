@@ -26,9 +26,9 @@ def micro_bin(tmp_path_factory):
         "test": _head(src / "test.txt.xz", 12)})
 
 
-def _run(cmd):
+def _run(cmd, cwd):
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)  # hydra writes its log in cwd
     assert proc.returncode == 0, f"{' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     return proc.stdout + proc.stderr
 
@@ -42,7 +42,7 @@ def test_recipe_runs_every_stage(name, micro_bin, tmp_path):
     assert list(commands) == recipe.stages
     metric = "bpc" if recipe.data in ("pennchar", "enwik8") else "ppl"
     for stage in [s for s in ("train", "finetune") if s in commands]:
-        out = _run(commands[stage])
+        out = _run(commands[stage], tmp_path)
         (valid,) = fairseq_logs.valid(out)
         assert metric in valid and valid["num_updates"] == 2, (stage, valid)
         if metric == "bpc":
@@ -57,5 +57,5 @@ def test_recipe_runs_every_stage(name, micro_bin, tmp_path):
         assert saved["optimizer"]["_name"] == composed.optimizer._name
     tiny_scoring = {"eval": ["--cpu"], "pointer": ["--cpu", "--bptt=10", "--pointer-window=50"]}
     for stage in [s for s in ("eval", "pointer") if s in commands]:
-        summary = fairseq_logs.eval_lm_summary(_run([*commands[stage], *tiny_scoring[stage]]))
+        summary = fairseq_logs.eval_lm_summary(_run([*commands[stage], *tiny_scoring[stage]], tmp_path))
         assert summary.tokens > 400 and 0 < summary.loss_base2 < 20, (stage, summary)

@@ -68,7 +68,7 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     hydra_init(config_name)
     GlobalHydra.instance().clear()
     with warnings.catch_warnings():  # hydra deprecates the schema matching that fairseq-hydra-train relies on
-        warnings.filterwarnings("ignore", message=".*ConfigStore schema", category=UserWarning)
+        warnings.filterwarnings("ignore", message="(?s).*ConfigStore schema", category=UserWarning)
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.1"):  # as fairseq's hydra_main
             cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
     add_defaults(cfg)

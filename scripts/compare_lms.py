@@ -1,0 +1,56 @@
+"""Train awd_lstm, qrnn, fairseq's transformer_lm and fairseq's lstm_lm on one data-bin within the
+same budget each, score them with fairseq-eval-lm on valid and test, with and without the cache
+pointer (theta and lambda tuned on valid), and write a Markdown table and validation plots.
+
+    python scripts/compare_lms.py data-bin/ptb --out compare/ptb --budget-minutes 20 --cpu
+
+Rerunning with the same --out reuses every finished step. See docs/comparison.md.
+"""
+import argparse
+import logging
+from pathlib import Path
+
+from awd_fairseq.compare.pipeline import Budget, Comparison, run
+from awd_fairseq.compare.specs import MODELS, SIZES
+
+
+def main(args) -> None:
+    comparison = Comparison(
+        data=args.data, out=Path(args.out), budget=Budget(args.budget_updates, args.budget_minutes),
+        models=args.models.split(","), size=args.size, awd_recipe=args.awd_recipe, qrnn_recipe=args.qrnn_recipe,
+        char_level=args.char_level, pointer=not args.no_pointer, pointer_window=args.pointer_window, cpu=args.cpu,
+        log_interval=args.log_interval, valid_every_updates=args.valid_every_updates,
+        tensorboard=args.tensorboard, progress=not args.no_progress,
+    )
+    result = run(comparison)
+    print(result["table"], end="")
+    for path in result["plots"]:
+        print(f"plot: {path}")
+    if result["problems"]:
+        raise SystemExit("scored-token counts differ between runs: " + "; ".join(result["problems"]))
+
+
+def cli_main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("data", help="fairseq-preprocess output (scripts/prepare_data.py), e.g. data-bin/ptb")
+    p.add_argument("--out", required=True, help="output folder: logs, checkpoints, table.md, plots")
+    p.add_argument("--budget-updates", type=int, default=None, help="training updates per model")
+    p.add_argument("--budget-minutes", type=float, default=None, help="training wall-clock minutes per model")
+    p.add_argument("--models", default=",".join(MODELS), help="comma-separated subset of " + ", ".join(MODELS))
+    p.add_argument("--size", default="recipe", choices=sorted(SIZES), help="model sizes (tiny: tests, dry runs)")
+    p.add_argument("--awd-recipe", default="ptb_awd_lstm", help="awd_fairseq/config recipe for awd_lstm")
+    p.add_argument("--qrnn-recipe", default="ptb_qrnn", help="awd_fairseq/config recipe for qrnn")
+    p.add_argument("--char-level", action="store_true", help="character data: report bits per character")
+    p.add_argument("--no-pointer", action="store_true", help="skip the cache-pointer step")
+    p.add_argument("--pointer-window", type=int, default=500, help="cache size (PTB recipe: 500; WT2: 3785)")
+    p.add_argument("--valid-every-updates", type=int, default=0, help="validate every N updates (0: every epoch)")
+    p.add_argument("--log-interval", type=int, default=50, help="fairseq-train --log-interval")
+    p.add_argument("--tensorboard", action="store_true", help="also write --tensorboard-logdir <out>/<model>/tensorboard")
+    p.add_argument("--cpu", action="store_true", help="train and score on the CPU")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
+    main(p.parse_args())
+
+
+if __name__ == "__main__":
+    cli_main()
