@@ -1,16 +1,18 @@
-"""What the QRNN's two CPU fast paths buy in a whole training update, measured in one process.
+"""What the QRNN's oneDNN gate projection buys in a whole training update, measured in one process.
 
-The paths: the compiled C forget-mult (modules/forget_mult_cpu.py; the alternative is the
-pure-torch `forget_mult_torch`) and the oneDNN gate projection (modules/onednn_linear.py; the
-alternative is `F.linear`, i.e. MKL's sgemm). One update is what fairseq-train does per step with
+The path: modules/onednn_linear.py against `F.linear` (MKL's sgemm). (This script at commit 6b219a1
+also timed a compiled C forget-mult against `forget_mult_torch`: 0.98x, i.e. no measurable
+effect, and that kernel was removed.) One update is what fairseq-train does per step with
 the PTB QRNN recipe: the `qrnn` model (4 layers, 400 / 1550, weight drop and all dropouts on),
 `awd_split_cross_entropy` with AR / TAR, backward, clipping at 0.2 and an SGD step, on a 20 x 70
-window of random tokens over a 10k vocabulary. The four combinations run round by round in a
+window of random tokens over a 10k vocabulary. The two paths run round by round in a
 rotating order, so that a machine whose load changes slows them alike; each round's figure is the
 median of `--updates` updates, the reported ratio the median over rounds of the per-round ratios.
 Not a test.
 
     python scripts/bench_qrnn_cpu_paths.py --rounds 7 --updates 3
+
+Measured figures: awd_fairseq/modules/onednn_linear.py's docstring.
 """
 import argparse
 import logging
@@ -25,16 +27,11 @@ from fairseq.data import Dictionary
 import awd_fairseq  # noqa: F401  (registers the model and criterion)
 from awd_fairseq.criterions.awd_split_cross_entropy import AWDSplitCrossEntropyCriterion
 from awd_fairseq.models.qrnn import QRNNConfig, QRNNLanguageModel
-from awd_fairseq.modules import forget_mult, onednn_linear, qrnn
+from awd_fairseq.modules import onednn_linear, qrnn
 
 logger = logging.getLogger("scripts.bench_qrnn_cpu_paths")
 
-ARMS = {  # name: (C forget-mult, oneDNN linear)
-    "C forget-mult + oneDNN linear": (True, True),
-    "torch forget-mult + oneDNN linear": (False, True),
-    "C forget-mult + F.linear": (True, False),
-    "torch forget-mult + F.linear": (False, False),
-}
+ARMS = {"oneDNN linear": onednn_linear.linear, "F.linear": F.linear}  # the gate projection
 
 
 class _Task:
@@ -42,16 +39,6 @@ class _Task:
         self.source_dictionary = self.target_dictionary = Dictionary()
         for i in range(vocab - len(self.target_dictionary)):
             self.target_dictionary.add_symbol(f"w{i}")
-
-
-def paths(c_kernel: bool, onednn: bool):
-    """Patches selecting the forget-mult and linear implementations the QRNN layer calls."""
-    patches = []
-    if not c_kernel:
-        patches.append(mock.patch.object(forget_mult, "cpu_kernel_available", lambda: False))
-    linear = onednn_linear.linear if onednn else F.linear
-    patches.append(mock.patch.object(qrnn, "linear", linear))
-    return patches
 
 
 def main(args: argparse.Namespace) -> None:
@@ -65,9 +52,8 @@ def main(args: argparse.Namespace) -> None:
     B, T = args.batch_size, args.bptt
     tokens = torch.randint(4, args.vocab, (B, T + 1))
     sample = {"net_input": {"src_tokens": tokens[:, :-1]}, "target": tokens[:, 1:], "ntokens": B * T, "nsentences": B}
-    logger.info("qrnn PTB recipe, batch %d x bptt %d, vocab %d, %d threads, C kernel built: %s, oneDNN: %s",
-                B, T, args.vocab, torch.get_num_threads(), forget_mult.cpu_kernel_available(),
-                onednn_linear.onednn_linear_available())
+    logger.info("qrnn PTB recipe, batch %d x bptt %d, vocab %d, %d threads, oneDNN available: %s",
+                B, T, args.vocab, torch.get_num_threads(), onednn_linear.onednn_linear_available())
 
     def update():
         optimizer.zero_grad()
@@ -77,18 +63,12 @@ def main(args: argparse.Namespace) -> None:
         optimizer.step()
 
     def timed(arm: str) -> float:
-        patches = paths(*ARMS[arm])
-        for p in patches:
-            p.start()
-        try:
+        with mock.patch.object(qrnn, "linear", ARMS[arm]):  # what QRNNLayer calls
             ms = []
             for _ in range(args.updates):
                 start = time.perf_counter()
                 update()
                 ms.append((time.perf_counter() - start) * 1e3)
-        finally:
-            for p in patches:
-                p.stop()
         return statistics.median(ms)
 
     names = list(ARMS)
@@ -101,16 +81,16 @@ def main(args: argparse.Namespace) -> None:
             per_round[name].append(timed(name))
         logger.info("round %d: %s", r + 1, ", ".join(f"{n} {per_round[n][-1]:.0f} ms" for n in names))
     base = per_round[names[0]]
-    print(f"{'paths':36s} {'ms / update (median)':>21s} {'x default (median of rounds)':>30s}")
+    print(f"{'gate projection':16s} {'ms / update (median)':>21s} {'x oneDNN (median of rounds)':>29s}")
     for name in names:
         ratios = [t / b for t, b in zip(per_round[name], base)]
-        print(f"{name:36s} {statistics.median(per_round[name]):21.0f} {statistics.median(ratios):30.3f}")
+        print(f"{name:16s} {statistics.median(per_round[name]):21.0f} {statistics.median(ratios):29.3f}")
 
 
 def cli_main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of all four combinations")
-    parser.add_argument("--updates", type=int, default=3, help="timed updates per combination and round")
+    parser.add_argument("--rounds", type=int, default=7, help="rounds of both paths")
+    parser.add_argument("--updates", type=int, default=3, help="timed updates per path and round")
     parser.add_argument("--batch-size", type=int, default=20, help="streams per update (the recipe's 20)")
     parser.add_argument("--bptt", type=int, default=70, help="window length (the recipe's 70)")
     parser.add_argument("--vocab", type=int, default=10000, help="vocabulary size (PTB's 10k)")

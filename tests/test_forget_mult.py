@@ -2,20 +2,14 @@
 import pytest
 import torch
 
-from awd_fairseq.modules import forget_mult_cpu as cpu_kernel
 from awd_fairseq.modules.forget_mult import (
     forget_mult,
     forget_mult_reference,
     forget_mult_torch,
 )
 
-needs_kernel = pytest.mark.skipif(not cpu_kernel.cpu_kernel_available(), reason="no C compiler for the CPU kernel")
-FAST_PATHS = [
-    forget_mult_torch,
-    pytest.param(cpu_kernel.forget_mult_cpu, marks=needs_kernel),
-    forget_mult,
-]
-FAST_IDS = ["torch", "cpu_kernel", "dispatch"]
+FAST_PATHS = [forget_mult_torch, forget_mult]
+FAST_IDS = ["torch", "dispatch"]
 
 
 @pytest.fixture(autouse=True)
@@ -139,49 +133,15 @@ def test_sum_gradient_with_zero_strides():
     # .sum() hands the backward an expanded (all-zero-stride) gradient
     f, z, c0 = (t.requires_grad_(True) for t in make_inputs(6, 2, 3))
     expected = torch.autograd.grad(forget_mult_reference(f, z, c0).sum(), (f, z, c0))
-    for fn in FAST_PATHS[:1] + ([cpu_kernel.forget_mult_cpu] if cpu_kernel.cpu_kernel_available() else []):
+    for fn in FAST_PATHS:
         for a, e in zip(torch.autograd.grad(fn(f, z, c0).sum(), (f, z, c0)), expected):
             torch.testing.assert_close(a, e)
 
 
-@pytest.fixture
-def rebuilt_kernel():
-    """Forget the loaded kernel around the test, so that it builds afresh under the test's settings."""
-    cpu_kernel._library.cache_clear()
-    yield
-    cpu_kernel._library.cache_clear()
-
-
-def test_without_a_compiler_the_dispatcher_falls_back(monkeypatch, tmp_path, rebuilt_kernel):
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    monkeypatch.setenv("AWD_FAIRSEQ_CACHE", str(tmp_path))
-    assert not cpu_kernel.cpu_kernel_available()
-    f, z, c0 = (t.requires_grad_(True) for t in make_inputs(3, 2, 2))
-    out = forget_mult(f, z, c0)
-    assert type(out.grad_fn).__name__ == "ForgetMultTorchBackward"
-    torch.testing.assert_close(out, forget_mult_reference(f, z, c0))
-    with pytest.raises(RuntimeError, match="not available"):
-        cpu_kernel.forget_mult_cpu(f, z, c0)
-
-
-@needs_kernel
-def test_kernel_builds_into_the_cache_once(monkeypatch, tmp_path, rebuilt_kernel):
-    monkeypatch.setenv("AWD_FAIRSEQ_CACHE", str(tmp_path))
-    assert cpu_kernel.cpu_kernel_available()
-    (built,) = tmp_path.glob("forget_mult_*.so")
-    cpu_kernel._library.cache_clear()
-    stamp = built.stat().st_mtime_ns
-    assert cpu_kernel.cpu_kernel_available() and built.stat().st_mtime_ns == stamp  # reused
-    assert list(tmp_path.iterdir()) == [built]  # no temporary files left
-
-
-@needs_kernel
-def test_dispatcher_uses_the_cpu_kernel_for_float32_and_64():
-    for dtype in (torch.float32, torch.float64):
-        f, z, c0 = (t.requires_grad_(True) for t in make_inputs(3, 2, 2, dtype))
-        assert type(forget_mult(f, z, c0).grad_fn).__name__ == "ForgetMultCPUBackward"
-    f, z, c0 = (t.bfloat16().requires_grad_(True) for t in make_inputs(3, 2, 2))
-    assert type(forget_mult(f, z, c0).grad_fn).__name__ == "ForgetMultTorchBackward"
+def test_dispatcher_uses_the_torch_path_on_the_cpu():
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):
+        f, z, c0 = (t.to(dtype).requires_grad_(True) for t in make_inputs(3, 2, 2))
+        assert type(forget_mult(f, z, c0).grad_fn).__name__ == "ForgetMultTorchBackward"
 
 
 @pytest.mark.parametrize("fn", FAST_PATHS, ids=FAST_IDS)

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from awd_fairseq.modules import onednn_linear
 from awd_fairseq.modules.onednn_linear import linear, onednn_linear_available
 from awd_fairseq.modules.qrnn import QRNNLayer
 from awd_fairseq.modules.weight_drop import drop_connect
@@ -157,6 +158,20 @@ def test_onednn_linear_matches_f_linear(bias):
     if onednn_linear_available():
         assert type(y.grad_fn).__name__ == "ViewBackward0"  # around OneDNNLinearBackward
         assert type(y.grad_fn.next_functions[0][0]).__name__ == "OneDNNLinearBackward"
+
+
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def test_the_private_onednn_op_still_exists(monkeypatch):
+    """torch.ops.mkldnn._linear_pointwise is private: a torch release that drops or changes it
+    silently sends the QRNN back to F.linear (slower on AMD), so this fails loudly instead."""
+    monkeypatch.delenv("AWD_FAIRSEQ_ONEDNN_LINEAR", raising=False)
+    x, w, b = torch.randn(7, 5), torch.randn(4, 5), torch.randn(4)
+    torch.testing.assert_close(onednn_linear._onednn(x, w, b), F.linear(x, w, b))
+    onednn_linear.onednn_linear_available.cache_clear()
+    try:
+        assert onednn_linear.onednn_linear_available()
+    finally:
+        onednn_linear.onednn_linear_available.cache_clear()
 
 
 def test_onednn_linear_gradcheck_falls_back_in_float64():

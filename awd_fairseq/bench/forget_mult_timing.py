@@ -8,7 +8,6 @@ import time
 import torch
 
 from ..modules.forget_mult import forget_mult_reference, forget_mult_torch
-from ..modules.forget_mult_cpu import cpu_kernel_available, forget_mult_cpu
 from .reference_loops import pytorch_qrnn_cpu_forget_mult
 
 logger = logging.getLogger(__name__)
@@ -29,10 +28,6 @@ def measure(T: int, B: int, H: int, rounds: int):
         "forget_mult_reference": (forget_mult_reference, (f, z, c0)),
         "forget_mult_torch": (forget_mult_torch, (f, z, c0)),
     }
-    if cpu_kernel_available():
-        candidates["forget_mult_cpu (C)"] = (forget_mult_cpu, (f, z, c0))
-    else:
-        logger.warning("the C kernel could not be built: it is left out")
     expected = forget_mult_reference(f, z, c0).detach()
     for name, (fn, inputs) in candidates.items():
         if not torch.allclose(fn(*inputs), expected, atol=1e-5):

@@ -12,34 +12,34 @@ All functions take time-major ``f, z: (T, B, H)`` (any trailing shape works for 
 path), an optional ``c0: (B, H)``, and return ``c: (T, B, H)``.
 
 * :func:`forget_mult_reference`: the recurrence as a plain loop, differentiated by autograd.
-* ``forget_mult_cpu`` (``forget_mult_cpu.py``): the CPU fast path, a small C kernel built at first
-  use with the system compiler and called through ctypes: one pass over time per direction, no
-  per-step Python, float32/float64.
-* :func:`forget_mult_torch`: the fallback for any device and dtype (no compiler, CPU half
-  precision, other accelerators): one fused ``torch.lerp`` per step forward and the reverse
-  recurrence below backward, so no autograd graph grows with T.
+* :func:`forget_mult_torch`: the CPU path, and the fallback for any device and dtype: one fused
+  ``torch.lerp`` per step forward and the reverse recurrence below backward, so no autograd graph
+  grows with T.
 * ``forget_mult_triton`` (``forget_mult_triton.py``, imported only for CUDA inputs when Triton
   is installed): one program per block of B*H columns, sequential over T, fp32 accumulation.
-* :func:`forget_mult`: picks Triton on CUDA, the C kernel on the CPU, else the pure-torch path.
+* :func:`forget_mult`: picks Triton on CUDA, else the pure-torch path.
 
-Why a sequential kernel and not a parallel scan on the CPU: the recurrence is memory bound, and
+Why a sequential loop and not a parallel scan on the CPU: the recurrence is memory bound, and
 every scan formulation (chunked cumulative products, log-space sums, Hillis-Steele) reads and
 writes the (T, B, H) tensors several times, while the sequential pass reads f and z once and finds
 c_{t-1} in cache; the log-space and cumulative-product forms also divide by products of f that
 underflow for f near 0. Measured on an idle 2-core AMD EPYC VM, T=70, B=20, H=1550 float32
-(``scripts/bench_qrnn_vs_lstm.py``, which runs ``scripts/bench_forget_mult.py``; minimum of 30
-interleaved runs, milliseconds, 1 thread / 2 threads):
+(``scripts/bench_forget_mult.py``; minimum of 30 interleaved runs, milliseconds, 1 thread / 2 threads):
 
     implementation                                  forward        forward+backward
     pytorch-qrnn's CPUForgetMult (autograd loop)    6.09 / 5.43    19.03 / 17.41
     forget_mult_reference (autograd loop)           4.52 / 4.78    14.59 / 17.74
     forget_mult_torch (one lerp per step)           1.82 / 1.90     6.62 /  7.09
-    forget_mult_cpu (compiled C)                    1.31 / 1.03     3.84 /  2.92
 
-(an earlier chunked two-pass scan in torch took 1.5-2.5 ms forward alone). The C kernel is bound by
-memory bandwidth: it moves f, z and c once forward and f, z, c, the incoming gradient, df and dz
-once backward, 78 MB in all at these shapes, more than the caches hold; at the bandwidth the same
-run measures for an add moving as many bytes (22 / 38 GB/s) that takes at least 3.56 / 2.08 ms.
+Why no compiled CPU kernel: a C kernel built at first use with the system compiler (one pass over
+memory per direction, OpenMP over columns) took 3.84 / 2.92 ms forward+backward, near the
+memory-bandwidth floor: 3-4 ms per layer per update less than ``forget_mult_torch``, about 1% of a
+training update of the PTB QRNN recipe (4 layers, batch 20 x bptt 70, ~1.45 s on the idle machine
+at 2 threads). End to end it did not show: with ``forget_mult_torch`` instead, an update took
+1.00x as long (median of the per-round ratios over 7 rotated rounds of 3 updates,
+``python scripts/bench_qrnn_cpu_paths.py --rounds 7 --updates 3`` at commit 6b219a1, 2 threads,
+the machine shared at a load average of 12-25), so it was removed, with its compiler call and
+build cache.
 
 Backward (exact, no autograd graph through the loop): with dc_t the total gradient reaching c_t,
 
@@ -59,9 +59,6 @@ from typing import Optional
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-
-from .forget_mult_cpu import DTYPES as CPU_KERNEL_DTYPES
-from .forget_mult_cpu import cpu_kernel_available, forget_mult_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +155,4 @@ def forget_mult(f: Tensor, z: Tensor, c0: Optional[Tensor] = None) -> Tensor:
         from .forget_mult_triton import forget_mult_triton  # lazy: imports triton
 
         return forget_mult_triton(f, z, c0)
-    on_cpu = f.device.type == "cpu" and z.device.type == "cpu"
-    if f.dim() == 3 and on_cpu and f.dtype in CPU_KERNEL_DTYPES and cpu_kernel_available():  # builds it once
-        return forget_mult_cpu(f, z, c0)
     return forget_mult_torch(f, z, c0)

@@ -20,9 +20,8 @@ Differences from pytorch-qrnn, all deliberate:
 * Weight drop (DropConnect on ``linear.weight``, as awd-lstm-lm wraps the QRNN's linear in
   ``WeightDrop``) comes from ``weight_drop.apply_weight_drop``: one fresh mask per forward.
 * Speed: the gates of all T steps and B streams come from one matrix product (through oneDNN on
-  the CPU, ``onednn_linear.py``), and the recurrence from ``forget_mult.forget_mult``, a compiled
-  kernel on both devices (``forget_mult_cpu.py``, ``forget_mult_triton.py``): nothing steps
-  through time in Python.
+  the CPU, ``onednn_linear.py``), and the recurrence from ``forget_mult.forget_mult`` (a Triton
+  kernel on CUDA, one fused ``lerp`` per step on the CPU).
 
 Zoneout (Krueger et al., arXiv 1606.01305) follows pytorch-qrnn, translated to our convention.
 pytorch-qrnn multiplies its f by a Bernoulli(1 - zoneout) mask in training, so with probability
