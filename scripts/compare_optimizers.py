@@ -19,12 +19,13 @@ the same run, and the CPU time of the training processes.
     python scripts/compare_optimizers.py --data data-bin/ptb --work-dir /tmp/compare_optimizers
 
 `--data` is scripts/prepare_data.py output; a missing folder is prepared from --ptb-raw (the
-getdata.sh splits). To fit a CPU budget of half an hour, `--train-fraction` trains on the first
+getdata.sh splits). The valid losses are read from fairseq-train's `--log-format json` records. To fit a CPU budget of half an hour, `--train-fraction` trains on the first
 part of PTB's training split (binarized with the full PTB dictionary) and `--nonmono` is small;
 validation always uses the whole valid split. A benchmark, not a test.
 """
 import argparse
-import re
+import logging
+import os
 import resource
 import shutil
 import subprocess
@@ -32,33 +33,38 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run from a checkout without installing
+import awd_fairseq
+from awd_fairseq import fairseq_logs
+from awd_fairseq.optim.nonmono import NonMonotoneTrigger
 
-from awd_fairseq.optim.nonmono import NonMonotoneTrigger  # noqa: E402
-
-VALID = re.compile(r"\| valid \| epoch (\d+) \| valid on 'valid' subset \| loss ([\d.]+) \| ppl ([\d.]+)")
+USER_DIR = os.path.dirname(awd_fairseq.__file__)
 SWITCH = "NT-ASGD: switching to averaged SGD"
+logger = logging.getLogger("scripts.compare_optimizers")
+
+
+def valid_by_epoch(log) -> dict:
+    """{epoch: (valid loss, valid ppl)} of the last validation of each epoch in a fairseq-train log."""
+    return {r["epoch"]: (r["loss"], r["ppl"]) for r in fairseq_logs.valid(log)}
 
 
 def train(data: Path, save_dir: Path, args, extra, log: Path):
     """Runs fairseq-train; returns {epoch: (valid loss, valid ppl)} read from its log, and the log."""
     cmd = [
-        sys.executable, "-m", "fairseq_cli.train", str(data), "--user-dir", str(REPO / "awd_fairseq"), "--cpu",
+        sys.executable, "-m", "fairseq_cli.train", str(data), "--user-dir", USER_DIR, "--cpu",
         "--task", "awd_language_modeling", "--arch", "awd_lstm", "--criterion", "awd_split_cross_entropy",
         "--emsize", str(args.emsize), "--nhid", str(args.nhid), "--nlayers", str(args.nlayers),
         "--dropout", "0.2", "--dropouth", "0.1", "--dropouti", "0.2", "--dropoute", "0.1", "--wdrop", "0.2",
         "--optimizer", "nt_asgd", "--lr", str(args.lr), "--clip-norm", "0.25", "--lr-scheduler", "awd_when",
         "--batch-size", str(args.batch_size), "--bptt", str(args.bptt), "--seed", str(args.seed),
         "--max-epoch", str(args.epochs), "--save-dir", str(save_dir), "--num-workers", "0",
-        "--no-progress-bar", "--log-format", "simple", "--log-interval", "50",
+        "--no-progress-bar", "--log-format", "json", "--log-interval", "50",
     ] + extra
     start = time.time()
     with open(log, "w") as out:
         subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, check=True)
-    print(f"{save_dir.name}: {time.time() - start:.0f} s, log {log}", flush=True)
+    logger.info("%s: %.0f s, log %s", save_dir.name, time.time() - start, log)
     text = log.read_text()
-    return {int(m.group(1)): (float(m.group(2)), float(m.group(3))) for m in VALID.finditer(text)}, text
+    return valid_by_epoch(text), text
 
 
 def nonmono_switch_epoch(losses: dict, nonmono: int):
@@ -85,40 +91,17 @@ def train_subset(data: Path, fraction: float, out: Path) -> Path:
     return out
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("data-bin/ptb"))
-    parser.add_argument("--ptb-raw", type=Path, default=REPO.parent / "shared" / "data" / "ptb")
-    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/compare_optimizers"))
-    parser.add_argument("--epochs", type=int, default=14)
-    parser.add_argument("--nonmono", type=int, default=1, help="the trigger's n (the paper's 5 fires too late here)")
-    parser.add_argument(
-        "--switch-epoch", type=int, default=12, help="average from this epoch on; 0: when the non-monotone rule fires"
-    )
-    parser.add_argument("--emsize", type=int, default=64)
-    parser.add_argument("--nhid", type=int, default=128)
-    parser.add_argument("--nlayers", type=int, default=2)
-    parser.add_argument("--lr", type=float, default=30.0)
-    parser.add_argument("--batch-size", type=int, default=20)
-    parser.add_argument("--bptt", type=int, default=35)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--reuse-sgd", action="store_true", help="keep the SGD arm already in --work-dir (same settings)"
-    )
-    parser.add_argument("--train-fraction", type=float, default=0.1, help="train on this leading part of PTB train")
-    args = parser.parse_args(argv)
-    if args.switch_epoch and not 2 <= args.switch_epoch <= args.epochs:
-        parser.error("--switch-epoch must be 0 or lie in 2 .. --epochs")
-
+def main(args: argparse.Namespace) -> None:
     if not (args.data / "dict.txt").exists():
         from awd_fairseq.data.prepare import prepare_corpus
 
+        if args.ptb_raw is None:
+            sys.exit(f"no prepared PTB at {args.data}: pass --ptb-raw DIR (raw PTB) or --data")
         prepare_corpus("ptb", source=args.ptb_raw, out_dir=args.data)
     sgd_dir, asgd_dir = args.work_dir / "sgd", args.work_dir / "nt_asgd"
     data = args.data if args.train_fraction >= 1 else args.work_dir / "data"
     if args.reuse_sgd:
-        text = (args.work_dir / "sgd.log").read_text()
-        sgd = {int(m.group(1)): (float(m.group(2)), float(m.group(3))) for m in VALID.finditer(text)}
+        sgd = valid_by_epoch(args.work_dir / "sgd.log")
         sgd = {epoch: value for epoch, value in sgd.items() if epoch <= args.epochs}
         shutil.rmtree(asgd_dir, ignore_errors=True)
     else:
@@ -160,5 +143,35 @@ def main(argv=None):
     print(f"best: SGD {best_sgd}, NT-ASGD {best_asgd} (ratio {best_asgd / best_sgd:.3f})")
 
 
+def cli_main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("data-bin/ptb"), help="prepared PTB (scripts/prepare_data.py)")
+    parser.add_argument("--ptb-raw", type=Path, default=None, help="raw PTB, prepared into --data if that is missing")
+    parser.add_argument("--work-dir", type=Path, default=Path("runs/compare_optimizers"),
+                        help="checkpoints and logs of both arms (emptied first)")
+    parser.add_argument("--epochs", type=int, default=14, help="epochs of each arm")
+    parser.add_argument("--nonmono", type=int, default=1, help="the trigger's n (the paper's 5 fires too late here)")
+    parser.add_argument(
+        "--switch-epoch", type=int, default=12, help="average from this epoch on; 0: when the non-monotone rule fires"
+    )
+    parser.add_argument("--emsize", type=int, default=64, help="--emsize of the awd_lstm")
+    parser.add_argument("--nhid", type=int, default=128, help="--nhid of the awd_lstm")
+    parser.add_argument("--nlayers", type=int, default=2, help="--nlayers of the awd_lstm")
+    parser.add_argument("--lr", type=float, default=30.0, help="learning rate of both arms")
+    parser.add_argument("--batch-size", type=int, default=20, help="streams per update")
+    parser.add_argument("--bptt", type=int, default=35, help="mean window length")
+    parser.add_argument("--seed", type=int, default=1, help="fairseq-train --seed")
+    parser.add_argument(
+        "--reuse-sgd", action="store_true", help="keep the SGD arm already in --work-dir (same settings)"
+    )
+    parser.add_argument("--train-fraction", type=float, default=0.1, help="train on this leading part of PTB train")
+    args = parser.parse_args(argv)
+    if args.switch_epoch and not 2 <= args.switch_epoch <= args.epochs:
+        parser.error("--switch-epoch must be 0 or lie in 2 .. --epochs")
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    main(args)
+
+
 if __name__ == "__main__":
-    main()
+    cli_main()
