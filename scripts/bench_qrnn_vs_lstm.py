@@ -17,16 +17,18 @@ the median and the best interval of each model, and their ratio. The recipes (aw
 import argparse
 import logging
 import os
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-logger = logging.getLogger("bench_qrnn_vs_lstm")
+import awd_fairseq
+from awd_fairseq import fairseq_logs
+from awd_fairseq.bench import forget_mult_timing
+
+USER_DIR = os.path.dirname(awd_fairseq.__file__)
+logger = logging.getLogger("scripts.bench_qrnn_vs_lstm")
 
 COMMON = ["--task", "awd_language_modeling", "--criterion", "awd_split_cross_entropy", "--optimizer", "nt_asgd",
           "--lr", "30", "--bptt", "70", "--batch-size", "20"]
@@ -38,8 +40,8 @@ RECIPES = {  # `--arch awd_lstm` and `--arch qrnn` hold the recipes' model flags
 
 def train_wps(data_bin: str, recipe, updates: int, interval: int, device: str, env) -> list:
     with tempfile.TemporaryDirectory() as save_dir:
-        cmd = [sys.executable, "-m", "fairseq_cli.train", data_bin, "--user-dir", str(REPO / "awd_fairseq"), *COMMON,
-               *recipe, "--max-update", str(updates), "--log-format", "simple", "--log-interval", str(interval),
+        cmd = [sys.executable, "-m", "fairseq_cli.train", data_bin, "--user-dir", USER_DIR, *COMMON,
+               *recipe, "--max-update", str(updates), "--log-format", "json", "--log-interval", str(interval),
                "--no-progress-bar", "--disable-validation", "--no-save", "--save-dir", save_dir]
         if device == "cpu":
             cmd.append("--cpu")
@@ -47,7 +49,7 @@ def train_wps(data_bin: str, recipe, updates: int, interval: int, device: str, e
     text = proc.stdout + proc.stderr
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{text[-3000:]}")
-    wps = [float(x) for x in re.findall(r"train_inner .*?wps=([0-9.]+)", text)]
+    wps = [float(record["wps"]) for record in fairseq_logs.train_inner(text)]
     return wps[1:]  # the first interval includes start-up
 
 
@@ -62,7 +64,7 @@ def matrix_flops_per_token(data_bin: str, arch: str) -> int:
     level, quiet.level = quiet.level, logging.WARNING  # not the model-building chatter
     try:
         parser = options.get_training_parser()
-        ns = options.parse_args_and_arch(parser, [data_bin, "--user-dir", str(REPO / "awd_fairseq"), *COMMON, "--arch", arch, "--cpu"])
+        ns = options.parse_args_and_arch(parser, [data_bin, "--user-dir", USER_DIR, *COMMON, "--arch", arch, "--cpu"])
         cfg = convert_namespace_to_omegaconf(ns)
         model = tasks.setup_task(cfg.task).build_model(cfg.model)
     finally:
@@ -117,30 +119,20 @@ def report_bounds(data_bin: str, wps_median: dict, forget_mult_times) -> None:
     logger.info("  qrnn at 2x awd_lstm's tokens/s would need %.0f GFLOP/s = %.2fx the sgemm rate",
                 need, need / gemm_gflops)
     if forget_mult_times is not None:
-        import bench_forget_mult
-
         floor_ms = 9 * nbytes / bandwidth / 1e6
-        base = min(forget_mult_times[bench_forget_mult.BASELINE][1])
+        base = min(forget_mult_times[forget_mult_timing.BASELINE][1])
         logger.info("  forget-mult forward+backward moves >= %.0f MB: >= %.2f ms at %.0f GB/s, so at most "
                     "%.1fx CPUForgetMult's %.2f ms for any kernel", 9 * nbytes / 1e6, floor_ms, bandwidth,
                     base / floor_ms, base)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-bin", default=str(REPO / "data-bin" / "ptb"))
-    parser.add_argument("--ptb", default=str(REPO.parent / "shared" / "data" / "ptb"), help="raw PTB, if data-bin is missing")
-    parser.add_argument("--updates", type=int, default=60)
-    parser.add_argument("--interval", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every run (default: torch's)")
-    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--forget-mult-rounds", type=int, default=30)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+def main(args: argparse.Namespace) -> None:
     if not Path(args.data_bin, "train.bin").exists():
-        subprocess.run([sys.executable, str(REPO / "scripts" / "prepare_data.py"), "ptb", "--from", args.ptb,
-                        "--out", args.data_bin], check=True)
+        if args.ptb is None:
+            raise SystemExit(f"no binarized PTB at {args.data_bin}: pass --ptb DIR (raw PTB) or --data-bin")
+        from awd_fairseq.data.prepare import prepare_corpus
+
+        prepare_corpus("ptb", source=Path(args.ptb), out_dir=Path(args.data_bin))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -167,12 +159,25 @@ def main():
                 max(wps["qrnn"]) / max(wps["awd_lstm"]))
 
     if args.device == "cpu":
-        import bench_forget_mult
-
-        times = bench_forget_mult.measure(70, 20, 1550, args.forget_mult_rounds)
-        bench_forget_mult.report(times, 70, 20, 1550)
+        times = forget_mult_timing.measure(70, 20, 1550, args.forget_mult_rounds)
+        forget_mult_timing.report(times, 70, 20, 1550)
         report_bounds(args.data_bin, {k: statistics.median(v) for k, v in wps.items()}, times)
 
 
+def cli_main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-bin", default="data-bin/ptb", help="binarized PTB (scripts/prepare_data.py ptb)")
+    parser.add_argument("--ptb", default=None, help="raw PTB (train/valid/test.txt), prepared if --data-bin is missing")
+    parser.add_argument("--updates", type=int, default=60, help="updates per fairseq-train run")
+    parser.add_argument("--interval", type=int, default=10, help="--log-interval; the first interval is warm-up")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs of each recipe")
+    parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for every run (default: torch's)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where fairseq-train runs")
+    parser.add_argument("--forget-mult-rounds", type=int, default=30, help="rounds of the forget-mult timing")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    main(args)
+
+
 if __name__ == "__main__":
-    main()
+    cli_main()
