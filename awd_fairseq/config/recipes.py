@@ -51,6 +51,9 @@ RECIPES: Dict[str, Recipe] = {
         Recipe("wt103_qrnn", "wikitext-103"),
         Recipe("pennchar_awd_lstm", "pennchar"),
         Recipe("enwik8_awd_lstm", "enwik8"),
+        # zihangdai/mos (tests/test_mixture_of_softmaxes_recipes.py holds its table)
+        Recipe("ptb_awd_lstm_mos", "ptb", finetune=True),
+        Recipe("wt2_awd_lstm_mos", "wikitext-2", finetune=True),
     )
 }
 
