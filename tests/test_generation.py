@@ -61,7 +61,17 @@ def test_sampler_low_temperature_is_greedy_without_overflow(temperature):
     assert out == lprobs.argmax(-1).tolist()
 
 
-def test_sampler_draws_from_the_tempered_distribution():
+@pytest.fixture
+def one_thread():
+    """2000 one-token forwards: with several threads on a loaded machine each tiny op waits for
+    its threads (minutes instead of seconds)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_sampler_draws_from_the_tempered_distribution(one_thread):
     model = tiny_lm("qrnn")
     eos = model.decoder.dictionary.eos()
     g = torch.Generator().manual_seed(0)
