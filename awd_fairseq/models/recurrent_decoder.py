@@ -38,12 +38,14 @@ from ..modules.embedding_dropout import EmbeddingDropout
 from ..modules.locked_dropout import LockedDropout
 from ..modules.split_softmax import SplitSoftmax
 from ..modules.stream_state import StreamState, detach_state
+from ..modules.target_scores import target_only_probs
 
 State = Dict[str, Tensor]
 
 
 class RecurrentLMDecoder(FairseqIncrementalDecoder):
     supports_stream_state = True  # reads and writes a StreamState passed in net_input
+    scores_targets_only = True  # takes `target` in net_input: computes log p(target) alone (tasks/scoring.py)
 
     def __init__(
         self,
@@ -120,8 +122,15 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
         incremental_state: Optional[Dict[str, Dict[str, Optional[Tensor]]]] = None,
         stream_state: Optional[StreamState] = None,
         features_only: bool = False,
+        target: Optional[Tensor] = None,
         **unused,
     ):
+        """`(log-probs (B, T, V), extra)`, or `(features (B, T, H), extra)` with `features_only`.
+
+        With `target` (B, T) (set by the scoring paths: tasks/scoring.py), only the targets'
+        log-probabilities are computed and returned as (B, T, 1), marked `extra["target_only"]`;
+        `get_normalized_probs` then hands fairseq's SequenceScorer a stride-0 (B, T, V) view of them.
+        """
         if incremental_state is not None:
             state = self.get_incremental_state(incremental_state, "rnn_state")
             if state is not None:  # the earlier tokens are already folded into the state
@@ -144,6 +153,11 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
         extra = {"attn": None, "raw_output": raw_output, "dropped_output": features}
         if features_only:
             return features, extra
+        if target is not None:
+            extra["target_only"] = True
+            return self.softmax.target_log_probs(features, self._output_weight(), self.output_bias, target)[
+                ..., None
+            ], extra
         return self.output_layer(features), extra
 
     def extract_features(self, tokens: Tensor, state: Optional[State]):
@@ -174,6 +188,12 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
         softmax computes only the blocks the targets need."""
         lprobs = self.softmax.target_log_probs(features, self._output_weight(), self.output_bias, target)
         return lprobs.reshape(-1)  # (B*T,)
+
+    def get_normalized_probs(self, net_output, log_probs: bool, sample=None) -> Tensor:
+        if net_output[1].get("target_only"):  # (B, T, 1): log p(target) only
+            scores = net_output[0].float()
+            return target_only_probs(scores if log_probs else scores.exp(), len(self.dictionary))
+        return super().get_normalized_probs(net_output, log_probs, sample)
 
     def max_positions(self) -> int:
         return int(1e6)  # recurrent: no positional limit

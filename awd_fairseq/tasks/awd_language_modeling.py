@@ -36,6 +36,7 @@ from .bptt_schedule import fixed_windows, variable_windows
 from . import input_checks
 from .lm_inference import LMInferenceMixin
 from .nt_asgd_hooks import NTASGDTaskHooks
+from .scoring import TargetsInInput
 from .split_streams import SplitStreams, carries_stream_state
 from .token_stream import TokenStreamDataset, read_stream
 from .window_lr import WindowLrScale
@@ -212,7 +213,8 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         batches = itr.next_epoch_itr(shuffle=False)
         if not self.models_carry_state:  # e.g. fairseq's transformer_lm: no state to carry
             return batches
-        return StatefulWindowIterator(batches)  # the iterator owns this pass's state
+        # the iterator owns this pass's state; the decoder scores the targets alone (tasks/scoring.py)
+        return TargetsInInput(StatefulWindowIterator(batches))
 
     # -- steps -------------------------------------------------------------------------------
 

@@ -19,7 +19,10 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 import torch
 from fairseq.data import FairseqDataset, data_utils
+from fairseq.sequence_scorer import SequenceScorer
 from torch import Tensor
+
+from .scoring import scores_targets, with_targets_in_input
 
 
 class SentenceDataset(FairseqDataset):
@@ -76,6 +79,8 @@ class LMInferenceMixin:
         if constraints is not None:
             raise NotImplementedError("constrained decoding is not supported for language models")
         eos = self.source_dictionary.eos()
+        if isinstance(generator, SequenceScorer) and scores_targets(models):  # hub score(): targets only
+            with_targets_in_input(sample)
         with torch.no_grad():
             src = sample["net_input"]["src_tokens"]  # (B, T), every row starts with </s>
             if prefix_tokens is None and src.size(1) > 1:
