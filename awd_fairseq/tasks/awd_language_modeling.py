@@ -206,8 +206,10 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
             raise ValueError(
                 "fairseq-eval-lm with awd_language_modeling runs on one process (the stream is sequential)"
             )
+        # windows are slices of one in-memory tensor: a loader process (eval-lm's --num-workers 1)
+        # would only add a shared-memory hand-over per window
         itr = self.window_iterator(
-            dataset, self.cfg.test_batch_size, False, seed=self.cfg.seed, num_workers=num_workers,
+            dataset, self.cfg.test_batch_size, False, seed=self.cfg.seed, num_workers=0,
             buffer_size=data_buffer_size,
         )
         batches = itr.next_epoch_itr(shuffle=False)

@@ -192,7 +192,7 @@ class CachePointerLMTask(AWDLanguageModelingTask):
             logger.warning("the cache pointer reads one stream: --test-batch-size %d ignored", self.cfg.test_batch_size)
         for model in self.pointer_models:
             model.reset()
-        itr = self.window_iterator(dataset, 1, False, seed=self.cfg.seed, num_workers=num_workers,
+        itr = self.window_iterator(dataset, 1, False, seed=self.cfg.seed, num_workers=0,  # see the base task
                                    buffer_size=data_buffer_size)
         return PointerWindowIterator(itr.next_epoch_itr(shuffle=False))
 
