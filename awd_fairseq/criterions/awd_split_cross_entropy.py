@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from fairseq import metrics
+from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
@@ -83,7 +83,8 @@ class AWDSplitCrossEntropyCriterion(FairseqCriterion):
         if total("char_tokens") > 0:
             metrics.log_derived("bpc", lambda meters: meters["loss"].avg)
         else:
-            metrics.log_derived("ppl", lambda meters: 2 ** meters["loss"].avg)
+            # fairseq's get_perplexity: inf, not OverflowError, for a diverged loss
+            metrics.log_derived("ppl", lambda meters: utils.get_perplexity(meters["loss"].avg, round=3))
         for key in ("ar", "tar"):
             if any(key in log for log in logging_outputs):
                 metrics.log_scalar(key, total(key) / max(ntokens, 1), ntokens, round=4)
