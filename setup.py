@@ -19,6 +19,7 @@ setup(
     long_description_content_type="text/markdown",
     license="BSD-3-Clause",
     packages=find_packages(include=["awd_fairseq", "awd_fairseq.*"]),
+    package_data={"awd_fairseq": ["config/*.yaml", "config/*/*.yaml"]},  # the fairseq-hydra-train recipes
     python_requires=">=3.11",
     install_requires=["torch>=1.13", "numpy"],
     extras_require={"spm": ["sentencepiece"], "test": ["pytest"]},
