@@ -114,12 +114,12 @@ def expected_vs_resolved(orig, cfg, recipe, stage):
         "log_interval": (orig["log_interval"], cfg.common.log_interval),
         "alpha": (orig["alpha"], cfg.criterion.alpha),
         "beta": (orig["beta"], cfg.criterion.beta),
-        "wdecay": (orig["wdecay"], cfg.optimizer.weight_decay if adam else cfg.optimizer.wdecay),
+        "wdecay": (orig["wdecay"], cfg.optimizer.wdecay),  # L2 in both: nt_asgd and awd_adam
         "splits": (original_splits(VOCAB[recipe.data]), parse_cutoffs(cfg.model.split_softmax_cutoffs, VOCAB[recipe.data])),
         "char_level": (recipe.data in ("pennchar", "enwik8"), cfg.criterion.char_level),
     }
     if stage == "main":
-        pairs["optimizer"] = (orig["optimizer"], {"nt_asgd": "sgd", "adam": "adam"}[cfg.optimizer._name])
+        pairs["optimizer"] = (orig["optimizer"], {"nt_asgd": "sgd", "awd_adam": "adam"}[cfg.optimizer._name])
         pairs["when"] = ([w for w in orig["when"] if w > 0], list(cfg.lr_scheduler.when))
         pairs["bptt + 10 cap"] = (None, cfg.task.bptt_max_extra)  # commented out in main.py
     else:  # finetune.py: ASGD from the first step, exit when the trigger fires, windows <= bptt + 10

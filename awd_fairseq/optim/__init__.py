@@ -1,1 +1,1 @@
-from . import awd_when, nt_asgd  # noqa: F401  (registration side effects)
+from . import awd_adam, awd_when, nt_asgd  # noqa: F401  (registration side effects)
