@@ -102,11 +102,17 @@ def ptb_slice_bin(tmp_path_factory) -> Path:
 TINY_MODEL = ["--emsize", "32", "--nhid", "64", "--nlayers", "2"]
 
 
-def run_fairseq(tool: str, args, check: bool = True) -> subprocess.CompletedProcess:
-    """Run fairseq_cli.<tool> in a subprocess with our --user-dir; returns the completed process."""
+def run_fairseq(
+    tool: str, args, check: bool = True, threads=None, cwd=None, merge_output: bool = False
+) -> subprocess.CompletedProcess:
+    """Run fairseq_cli.<tool> in a subprocess with our --user-dir; returns the completed process.
+    `threads` sets OMP_NUM_THREADS (default: the environment's, else 2); `merge_output` sends
+    stderr into `.stdout`, in the order it was written (one log to read)."""
     cmd = [sys.executable, "-m", f"fairseq_cli.{tool}", *map(str, args), "--user-dir", USER_DIR, "--cpu"]
-    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    threads = threads if threads is not None else os.environ.get("OMP_NUM_THREADS", "2")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS=str(threads))
+    streams = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT) if merge_output else dict(capture_output=True)
+    proc = subprocess.run(cmd, text=True, env=env, cwd=cwd, **streams)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)}\nexit {proc.returncode}\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -136,7 +142,15 @@ def valid_losses(out: str):
     records = fairseq_logs.valid(out)
     if records:
         return [r["loss"] for r in records]
-    return [float(m) for m in re.findall(r"valid on 'valid' subset \| loss ([0-9.]+)", out)]
+    return [float(loss) for _epoch, loss in _VALID_SIMPLE.findall(out)]
+
+
+def valid_losses_by_epoch(out: str):
+    """{epoch: the last validation loss logged in that epoch} from the `simple` format."""
+    return {int(epoch): float(loss) for epoch, loss in _VALID_SIMPLE.findall(out) if epoch}
+
+
+_VALID_SIMPLE = re.compile(r"(?:epoch (\d+) \| )?valid on 'valid' subset \| loss ([0-9.]+)")
 
 
 def eval_lm_loss(out: str) -> float:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ptb_lines
+from conftest import ptb_lines, run_fairseq
+from conftest import valid_losses_by_epoch as valid_losses
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,26 +35,15 @@ NT_ASGD = [
     "--optimizer", "nt_asgd", "--lr", "30", "--clip-norm", "0.25", "--lr-scheduler", "awd_when", "--nonmono", "1",
 ]
 SWITCH = re.compile(r"NT-ASGD: switching to averaged SGD \(validation loss \S+ at epoch (\d+) ")
-VALID = re.compile(r"\| valid \| epoch (\d+) \| valid on 'valid' subset \| loss ([\d.]+)")
 
 
 def run(tool, *args, check=True, cwd=None):
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, "-m", f"fairseq_cli.{tool}", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"fairseq_cli.{tool} failed:\n{proc.stdout[-5000:]}")
-    return proc
+    """One fairseq tool on one thread (bit-for-bit comparisons), its stderr in `.stdout`."""
+    return run_fairseq(tool, args, check=check, threads=1, cwd=cwd, merge_output=True)
 
 
 def train(data, save_dir, *extra, max_epoch=EPOCHS, check=True):
     return run("train", data, *TRAIN, *NT_ASGD, "--save-dir", save_dir, "--max-epoch", max_epoch, *extra, check=check)
-
-
-def valid_losses(log):
-    return {int(epoch): float(loss) for epoch, loss in VALID.findall(log)}  # last validation of each epoch
 
 
 def load(path):
