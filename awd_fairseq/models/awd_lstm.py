@@ -83,7 +83,7 @@ class RecurrentLanguageModel(FairseqLanguageModel):
         if cfg.nlayers < 1:
             raise ValueError("--nlayers must be at least 1")
         dictionary = task.target_dictionary
-        sizes = layer_sizes(cfg)
+        sizes = cls.layer_sizes(cfg)
         layers = [cls.build_layer(cfg, i, sizes[i], sizes[i + 1]) for i in range(cfg.nlayers)]
         decoder = RecurrentLMDecoder(
             dictionary,
@@ -94,9 +94,19 @@ class RecurrentLanguageModel(FairseqLanguageModel):
             dropouti=cfg.dropouti,
             dropoute=cfg.dropoute,
             tied=cfg.tied,
-            split_softmax_cutoffs=parse_cutoffs(cfg.split_softmax_cutoffs, len(dictionary)),
+            **cls.output_options(cfg, dictionary),
         )
         return cls(decoder)
+
+    @classmethod
+    def layer_sizes(cls, cfg):
+        """The stack's sizes, input first (see `layer_sizes` above)."""
+        return layer_sizes(cfg)
+
+    @classmethod
+    def output_options(cls, cfg, dictionary) -> dict:
+        """How the decoder's output module is built: the split softmax by default."""
+        return {"split_softmax_cutoffs": parse_cutoffs(cfg.split_softmax_cutoffs, len(dictionary))}
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         key = "decoder.embed_tokens.weight"

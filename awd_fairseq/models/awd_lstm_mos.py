@@ -26,7 +26,6 @@ from fairseq.models import register_model
 from ..modules.mixture_of_softmaxes import DEFAULT_MAX_CHUNK_ELEMENTS, MixtureOfSoftmaxes
 from .awd_lstm import AWDLSTMModel, RecurrentLMConfig, named_architecture
 from .qrnn import QRNNConfig, QRNNLanguageModel
-from .recurrent_decoder import RecurrentLMDecoder
 
 
 @dataclass
@@ -75,34 +74,24 @@ class MixtureOfSoftmaxesLM:
     output module; mixed into a model class that says how to build one layer."""
 
     @classmethod
-    def build_model(cls, cfg, task):
-        if cfg.nlayers < 1:
-            raise ValueError("--nlayers must be at least 1")
+    def layer_sizes(cls, cfg):
+        nhidlast = cfg.emsize if cfg.nhidlast is None else cfg.nhidlast
+        if nhidlast < 1:
+            raise ValueError(f"--nhidlast must be positive, got {nhidlast}")
+        return [cfg.emsize] + [cfg.nhid] * (cfg.nlayers - 1) + [nhidlast]
+
+    @classmethod
+    def output_options(cls, cfg, dictionary) -> dict:
         if cfg.split_softmax_cutoffs.strip().lower() not in ("auto", "none", ""):
             raise ValueError(
                 "--split-softmax-cutoffs does not combine with the mixture of softmaxes (--n-experts): leave it unset"
             )
-        nhidlast = cfg.emsize if cfg.nhidlast is None else cfg.nhidlast
+        nhidlast = cls.layer_sizes(cfg)[-1]
         dropoutl = cfg.dropouth if cfg.dropoutl is None else cfg.dropoutl
-        if nhidlast < 1:
-            raise ValueError(f"--nhidlast must be positive, got {nhidlast}")
-        sizes = [cfg.emsize] + [cfg.nhid] * (cfg.nlayers - 1) + [nhidlast]
-        layers = [cls.build_layer(cfg, i, sizes[i], sizes[i + 1]) for i in range(cfg.nlayers)]
         softmax = MixtureOfSoftmaxes(
             nhidlast, cfg.emsize, cfg.n_experts, dropout_latent=dropoutl, max_chunk_elements=cfg.mos_chunk_elements
         )
-        decoder = RecurrentLMDecoder(
-            task.target_dictionary,
-            layers,
-            embed_dim=cfg.emsize,
-            dropout=cfg.dropout,
-            dropouth=cfg.dropouth,
-            dropouti=cfg.dropouti,
-            dropoute=cfg.dropoute,
-            tied=cfg.tied,
-            softmax=softmax,
-        )
-        return cls(decoder)
+        return {"softmax": softmax}
 
 
 @register_model("awd_lstm_mos", dataclass=AWDLSTMMoSConfig)
