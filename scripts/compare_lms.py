@@ -1,4 +1,4 @@
-"""Train awd_lstm, qrnn, fairseq's transformer_lm and fairseq's lstm_lm on one data-bin within the
+"""Train awd_lstm, qrnn, awd_lstm_mos, fairseq's transformer_lm and fairseq's lstm_lm on one data-bin within the
 same budget each, score them with fairseq-eval-lm on valid and test, with and without the cache
 pointer (theta and lambda tuned on valid), and write a Markdown table and validation plots.
 
@@ -17,7 +17,7 @@ from awd_fairseq.compare.specs import MODELS, SIZES
 def main(args) -> None:
     comparison = Comparison(
         data=args.data, out=Path(args.out), budget=Budget(args.budget_updates, args.budget_minutes),
-        models=args.models.split(","), size=args.size, awd_recipe=args.awd_recipe, qrnn_recipe=args.qrnn_recipe,
+        models=args.models.split(","), size=args.size, awd_recipe=args.awd_recipe, qrnn_recipe=args.qrnn_recipe, mos_recipe=args.mos_recipe,
         char_level=args.char_level, pointer=not args.no_pointer, pointer_window=args.pointer_window, cpu=args.cpu,
         log_interval=args.log_interval, valid_every_updates=args.valid_every_updates,
         tensorboard=args.tensorboard, progress=not args.no_progress,
@@ -40,6 +40,7 @@ def cli_main() -> None:
     p.add_argument("--size", default="recipe", choices=sorted(SIZES), help="model sizes (tiny: tests, dry runs)")
     p.add_argument("--awd-recipe", default="ptb_awd_lstm", help="awd_fairseq/config recipe for awd_lstm")
     p.add_argument("--qrnn-recipe", default="ptb_qrnn", help="awd_fairseq/config recipe for qrnn")
+    p.add_argument("--mos-recipe", default="ptb_awd_lstm_mos", help="awd_fairseq/config recipe for awd_lstm_mos")
     p.add_argument("--char-level", action="store_true", help="character data: report bits per character")
     p.add_argument("--no-pointer", action="store_true", help="skip the cache-pointer step")
     p.add_argument("--pointer-window", type=int, default=500, help="cache size (PTB recipe: 500; WT2: 3785)")

@@ -98,5 +98,5 @@ def test_compare_end_to_end(tmp_path):
     stamp = (out / "qrnn" / "train.log").stat().st_mtime
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("reusing the finished run") == 4 * 3 + 3  # train, valid, test each; pointer but for lstm_lm
+    assert again.stderr.count("reusing the finished run") == len(MODELS) * 4 - 1  # train, valid, test each; pointer but for lstm_lm
     assert (out / "qrnn" / "train.log").stat().st_mtime == stamp

@@ -38,6 +38,7 @@ class Comparison:
     size: str = "recipe"
     awd_recipe: str = "ptb_awd_lstm"
     qrnn_recipe: str = "ptb_qrnn"
+    mos_recipe: str = "ptb_awd_lstm_mos"
     char_level: bool = False
     pointer: bool = True
     pointer_window: int = 500
@@ -92,7 +93,7 @@ def check_scored_tokens(rows: List[Dict]) -> List[str]:
 
 def run(c: Comparison) -> Dict:
     c.out.mkdir(parents=True, exist_ok=True)
-    specs = model_specs(c.data, c.size, c.awd_recipe, c.qrnn_recipe)
+    specs = model_specs(c.data, c.size, c.awd_recipe, c.qrnn_recipe, c.mos_recipe)
     unknown = [m for m in c.models if m not in specs]
     if unknown:
         raise ValueError(f"--models: unknown {unknown}; choose from {', '.join(specs)}")

@@ -10,6 +10,8 @@ fairseq's own `transformer_lm` and `lstm_lm`.
   `np.compat` of TokenBlockDataset's `eos` mode), tied embeddings, Adam (0.9, 0.98) with weight
   decay 0.01, inverse-square-root schedule with 400 warm-up updates, dropout 0.3 (a small corpus).
   The "recipe" size (6 x 512, FFN 2048, 8 heads) has about the PTB AWD-LSTM's 24M parameters.
+* awd_lstm_mos: the AWD-LSTM with a mixture of softmaxes (Yang et al. 2018; `--mos-recipe`, PTB
+  by default), scored as awd_lstm.
 * lstm_lm: fairseq's LSTM language model at the AWD-LSTM's sizes (400 / 1150 x 3, tied through a
   400-wide output projection), SGD lr 20 with clipping 0.25, dropout 0.5, 70-token blocks; it
   starts every block from a zero state.
@@ -33,7 +35,7 @@ EVAL_WINDOW = {"recipe": (64, 192), "tiny": (8, 24)}
 # "tiny" is for tests and dry runs
 SIZES: Dict[str, Dict[str, List[str]]] = {
     "recipe": {
-        "awd_lstm": [], "qrnn": [],
+        "awd_lstm": [], "qrnn": [], "awd_lstm_mos": [],
         "transformer_lm": ["--decoder-layers", "6", "--decoder-embed-dim", "512", "--decoder-ffn-embed-dim", "2048",
                            "--decoder-attention-heads", "8"],
         "lstm_lm": ["--decoder-embed-dim", "400", "--decoder-hidden-size", "1150", "--decoder-layers", "3",
@@ -42,6 +44,8 @@ SIZES: Dict[str, Dict[str, List[str]]] = {
     "tiny": {
         "awd_lstm": ["model.emsize=16", "model.nhid=16", "dataset.batch_size=4", "task.bptt=10"],
         "qrnn": ["model.emsize=16", "model.nhid=16", "dataset.batch_size=4", "task.bptt=10"],
+        "awd_lstm_mos": ["model.emsize=16", "model.nhid=16", "model.nhidlast=16", "model.n_experts=2",
+                         "dataset.batch_size=4", "task.bptt=10"],
         "transformer_lm": ["--decoder-layers", "1", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
                            "--decoder-attention-heads", "2", "--batch-size", "4", "--tokens-per-sample", "32",
                            "--warmup-updates", "2"],
@@ -49,7 +53,7 @@ SIZES: Dict[str, Dict[str, List[str]]] = {
                     "--decoder-out-embed-dim", "16", "--batch-size", "4", "--tokens-per-sample", "10"],
     },
 }
-MODELS = ("awd_lstm", "qrnn", "transformer_lm", "lstm_lm")
+MODELS = ("awd_lstm", "qrnn", "awd_lstm_mos", "transformer_lm", "lstm_lm")
 
 
 @dataclass
@@ -69,7 +73,7 @@ def _fairseq_lm(arch: str, size: List[str], recipe: List[str]) -> List[str]:
 
 
 def model_specs(data: str, size: str = "recipe", awd_recipe: str = "ptb_awd_lstm",
-                qrnn_recipe: str = "ptb_qrnn") -> Dict[str, ModelSpec]:
+                qrnn_recipe: str = "ptb_qrnn", mos_recipe: str = "ptb_awd_lstm_mos") -> Dict[str, ModelSpec]:
     sizes, (block, context) = SIZES[size], EVAL_WINDOW[size]
     recurrent_eval = ["--task", "awd_language_modeling", "--test-batch-size", "1"]
     windowed_eval = ["--task", "language_modeling", "--tokens-per-sample", str(block + context),
@@ -84,6 +88,8 @@ def model_specs(data: str, size: str = "recipe", awd_recipe: str = "ptb_awd_lstm
                               f"recipe {awd_recipe}"),
         "qrnn": ModelSpec("qrnn", recipe_flags(qrnn_recipe, sizes["qrnn"]), recurrent_eval, [], True,
                           f"recipe {qrnn_recipe}"),
+        "awd_lstm_mos": ModelSpec("awd_lstm_mos", recipe_flags(mos_recipe, sizes["awd_lstm_mos"]), recurrent_eval, [],
+                                  True, f"recipe {mos_recipe}"),
         "transformer_lm": ModelSpec(
             "transformer_lm",
             _fairseq_lm("transformer_lm", sizes["transformer_lm"], [
