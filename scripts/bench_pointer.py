@@ -83,11 +83,11 @@ def timed_original(wrapped, task, dataset, window, theta, lambdah):
         if pointer_history is None:
             pointer_history = rnn_out.new_empty(0, rnn_out.size(1))
         tick = Clock()
-        chunk_loss, pointer_history, next_word_history = original_pointer_chunk(
+        chunk_log_p, pointer_history, next_word_history = original_pointer_chunk(
             rnn_out, target[0], probs[0].float(), pointer_history, next_word_history, window, theta, lambdah, vocab)
         wall, cpu = tick.read()
         pointer_wall, pointer_cpu = pointer_wall + wall, pointer_cpu + cpu
-        loss, count = loss + chunk_loss, count + target.numel()
+        loss, count = loss - chunk_log_p.double().sum().item(), count + target.numel()
     return clock.read(), math.exp(loss / count), (pointer_wall, pointer_cpu)
 
 

@@ -44,8 +44,9 @@ def bench(name, vocab, window, tokens, theta, lambdah, hidden_size, seed):
     # original: untimed warm history, then one timed chunk
     warm_one_hot = torch.cat([one_hot(t.item(), vocab) for t in y_warm])  # (W, V)
     start = time.perf_counter()
-    loss_orig, _, _ = original_pointer_chunk(h_run, y_run, probs, h_warm.clone(), warm_one_hot, window,
-                                     theta, lambdah, vocab)
+    log_p_orig, _, _ = original_pointer_chunk(h_run, y_run, probs, h_warm.clone(), warm_one_hot, window,
+                                              theta, lambdah, vocab)
+    loss_orig = -log_p_orig.double().sum().item()
     t_orig = time.perf_counter() - start
     del warm_one_hot
 

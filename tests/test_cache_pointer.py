@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from awd_fairseq.bench.reference_loops import original_pointer_chunk
 from awd_fairseq.modules.cache_pointer import CachePointer
 
 WINDOW, HIDDEN, VOCAB = 6, 5, 7  # a small vocabulary so the cache often holds the target
@@ -34,31 +35,17 @@ def formula_reference(hidden, targets, log_probs, window, theta, lambdah):
 
 
 def original_reference(hidden, targets, log_probs, chunk_sizes, window, theta, lambdah):
-    """pointer.py's evaluate loop restated: concatenate, `start_idx + idx > window`, trim."""
-    out, pointer_history, next_word_history, n = [], None, None, 0
+    """pointer.py's evaluate loop, chunk by chunk (awd_fairseq/bench/reference_loops.py, the
+    restatement the benchmarks also time): concatenate, `start_idx + idx > window`, trim."""
+    out, n = [], 0
+    pointer_history, next_word_history = hidden.new_empty(0, HIDDEN), hidden.new_empty(0, VOCAB)
     for size in chunk_sizes:
-        rnn_out, chunk_targets = hidden[n:n + size], targets[n:n + size]
-        softmax_output_flat = log_probs[n:n + size].exp()
-        one_hots = torch.nn.functional.one_hot(chunk_targets, VOCAB).to(rnn_out)
-        start_idx = 0 if next_word_history is None else len(next_word_history)
-        next_word_history = one_hots if next_word_history is None else torch.cat(
-            [next_word_history, one_hots])
-        pointer_history = rnn_out if pointer_history is None else torch.cat(
-            [pointer_history, rnn_out])
-        for idx, vocab_loss in enumerate(softmax_output_flat):
-            p = vocab_loss
-            if start_idx + idx > window:
-                valid_next_word = next_word_history[start_idx + idx - window:start_idx + idx]
-                valid_pointer_history = pointer_history[start_idx + idx - window:start_idx + idx]
-                logits = torch.mv(valid_pointer_history, rnn_out[idx])
-                ptr_attn = torch.softmax(theta * logits, dim=0).view(-1, 1)
-                ptr_dist = (ptr_attn.expand_as(valid_next_word) * valid_next_word).sum(0)
-                p = lambdah * ptr_dist + (1 - lambdah) * vocab_loss
-            out.append(p[chunk_targets[idx]].log())
-        next_word_history = next_word_history[-window:]
-        pointer_history = pointer_history[-window:]
+        log_p, pointer_history, next_word_history = original_pointer_chunk(
+            hidden[n:n + size], targets[n:n + size], log_probs[n:n + size].exp(), pointer_history,
+            next_word_history, window, theta, lambdah, VOCAB)
+        out.append(log_p)
         n += size
-    return torch.stack(out)
+    return torch.cat(out)
 
 
 def run_fast(pointer, hidden, targets, log_probs, chunk_sizes):
