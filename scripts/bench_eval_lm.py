@@ -9,8 +9,9 @@ then alternates, round by round:
 
 * fairseq-eval-lm --task awd_language_modeling --test-batch-size 1, its own "tokens/s" figure;
 * a bare loop in a fresh process: the checkpoint's weights in plain `nn.LSTM`s (the QRNN's own
-  layers), the tied embedding, a full `log_softmax` over the vocabulary, state carried, windows
-  of --bptt tokens; timed over the same loop.
+  layers), the tied embedding, a full `log_softmax` over the vocabulary (for the split-softmax
+  demo model, its two-level distribution written out from one product over the whole
+  vocabulary), state carried, windows of --bptt tokens; timed over the same loop.
 
 It prints tokens/s of both, their ratio (median over rounds), both perplexities, and the user and
 system CPU seconds of each process (rounds in alternating order: this machine is noisy).
@@ -103,6 +104,24 @@ def _plain_layers(decoder):
     return plain
 
 
+def full_log_probs(x, weight, bias, split=None):
+    """log p(w) for every word: a log_softmax over the tied embedding's logits; with a split
+    softmax, its two-level distribution written out (splitcross.py): the head softmax over the
+    head words and one tombstone per tail cluster, each tail word's log-probability its
+    tombstone's plus its log_softmax within the cluster."""
+    logits = x @ weight.t() + bias  # (..., V): one product over the whole vocabulary
+    if not split:
+        return torch.log_softmax(logits, dim=-1)
+    bounds = [0, *split.cutoffs, logits.size(-1)]
+    tombstones = x @ split.tail_vectors.t() + split.tail_bias  # (..., n)
+    head = torch.log_softmax(torch.cat([logits[..., : bounds[1]], tombstones], dim=-1), dim=-1)
+    parts = [head[..., : bounds[1]]]
+    for k in range(1, len(bounds) - 1):
+        cluster = torch.log_softmax(logits[..., bounds[k]:bounds[k + 1]], dim=-1)
+        parts.append(head[..., bounds[1] + k - 1 : bounds[1] + k] + cluster)
+    return torch.cat(parts, dim=-1)
+
+
 @torch.no_grad()
 def bare_loop(ckpt, data, split, bptt):
     from fairseq import checkpoint_utils
@@ -118,6 +137,7 @@ def bare_loop(ckpt, data, split, bptt):
     out_weight = weight if decoder.output_weight is None else decoder.output_weight
     bias = decoder.output_bias
     layers = _plain_layers(decoder)
+    split = getattr(decoder.softmax, "cutoffs", None) and decoder.softmax
     states = [None] * len(layers)
     total, count = 0.0, 0
     start = time.perf_counter()
@@ -127,7 +147,7 @@ def bare_loop(ckpt, data, split, bptt):
         x = torch.nn.functional.embedding(src, weight)
         for k, layer in enumerate(layers):
             x, states[k] = layer(x, states[k])
-        lprobs = torch.log_softmax(x @ out_weight.t() + bias, dim=-1)  # (T, 1, V)
+        lprobs = full_log_probs(x, out_weight, bias, split)  # (T, 1, V)
         total += float(lprobs.gather(2, tgt.unsqueeze(2)).sum())
         count += tgt.numel()
     seconds = time.perf_counter() - start
