@@ -109,9 +109,10 @@ def full_log_probs(x, weight, bias, split=None):
     softmax, its two-level distribution written out (splitcross.py): the head softmax over the
     head words and one tombstone per tail cluster, each tail word's log-probability its
     tombstone's plus its log_softmax within the cluster."""
-    logits = x @ weight.t() + bias  # (..., V): one product over the whole vocabulary
+    lead, x = x.shape[:-1], x.reshape(-1, x.size(-1))  # (N, H): one matrix product, not N vector products
+    logits = torch.addmm(bias, x, weight.t())  # (N, V): the whole vocabulary
     if not split:
-        return torch.log_softmax(logits, dim=-1)
+        return torch.log_softmax(logits, dim=-1).view(*lead, -1)
     bounds = [0, *split.cutoffs, logits.size(-1)]
     tombstones = x @ split.tail_vectors.t() + split.tail_bias  # (..., n)
     head = torch.log_softmax(torch.cat([logits[..., : bounds[1]], tombstones], dim=-1), dim=-1)
@@ -119,7 +120,7 @@ def full_log_probs(x, weight, bias, split=None):
     for k in range(1, len(bounds) - 1):
         cluster = torch.log_softmax(logits[..., bounds[k]:bounds[k + 1]], dim=-1)
         parts.append(head[..., bounds[1] + k - 1 : bounds[1] + k] + cluster)
-    return torch.cat(parts, dim=-1)
+    return torch.cat(parts, dim=-1).view(*lead, -1)
 
 
 @torch.no_grad()
@@ -148,7 +149,7 @@ def bare_loop(ckpt, data, split, bptt):
         for k, layer in enumerate(layers):
             x, states[k] = layer(x, states[k])
         lprobs = full_log_probs(x, out_weight, bias, split)  # (T, 1, V)
-        total += float(lprobs.gather(2, tgt.unsqueeze(2)).sum())
+        total += float(lprobs.gather(2, tgt.unsqueeze(2)).double().sum())
         count += tgt.numel()
     seconds = time.perf_counter() - start
     return {"tokens_per_s": count / seconds, "ppl": math.exp(-total / count), "tokens": count}
