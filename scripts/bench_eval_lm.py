@@ -114,13 +114,13 @@ def full_log_probs(x, weight, bias, split=None):
     if not split:
         return torch.log_softmax(logits, dim=-1).view(*lead, -1)
     bounds = [0, *split.cutoffs, logits.size(-1)]
-    tombstones = x @ split.tail_vectors.t() + split.tail_bias  # (..., n)
-    head = torch.log_softmax(torch.cat([logits[..., : bounds[1]], tombstones], dim=-1), dim=-1)
-    parts = [head[..., : bounds[1]]]
-    for k in range(1, len(bounds) - 1):
-        cluster = torch.log_softmax(logits[..., bounds[k]:bounds[k + 1]], dim=-1)
-        parts.append(head[..., bounds[1] + k - 1 : bounds[1] + k] + cluster)
-    return torch.cat(parts, dim=-1).view(*lead, -1)
+    tombstones = torch.addmm(split.tail_bias, x, split.tail_vectors.t())  # (N, n)
+    head = torch.log_softmax(torch.cat([logits[:, : bounds[1]], tombstones], dim=-1), dim=-1)
+    logits[:, : bounds[1]] = head[:, : bounds[1]]
+    for k in range(1, len(bounds) - 1):  # in place: + log p(tombstone k) - logsumexp over cluster k
+        cluster = logits[:, bounds[k]:bounds[k + 1]]
+        cluster += (head[:, bounds[1] + k - 1] - torch.logsumexp(cluster, dim=-1)).unsqueeze(1)
+    return logits.view(*lead, -1)
 
 
 @torch.no_grad()
