@@ -14,6 +14,7 @@ uses the first 30k tokens); the best pair is then scored on the whole of valid a
 """
 import itertools
 import logging
+import math
 
 import torch
 
@@ -66,7 +67,11 @@ def perplexity(task, model, split, eta, lambdah, segments=0):
     batches = task.eval_lm_dataloader(task.dataset(split))
     if segments > 0:
         batches = itertools.islice(batches, segments)
-    return eval_lm([model], task.source_dictionary, batches)["perplexity"]
+    try:
+        return eval_lm([model], task.source_dictionary, batches)["perplexity"]
+    except FloatingPointError as e:  # this pair diverged: the next one starts again from the checkpoint
+        logger.warning("eta %g lambda %g: %s", eta, lambdah, e)
+        return math.inf
 
 
 def grid(text, default, scale):

@@ -1,4 +1,4 @@
-"""fairseq-eval-lm --task awd_dynamic_eval on tiny trained awd_lstm, qrnn and transformer_lm
+"""fairseq-eval-lm --task awd_dynamic_eval on tiny trained awd_lstm, qrnn, awd_lstm_mos and transformer_lm
 checkpoints: against plain evaluation (zero rates, first segment), the checkpoint's bytes, and the
 gradient statistics computed directly in the test."""
 import glob
@@ -35,13 +35,15 @@ def train(arch, data, save):
                 "--tokens-per-sample", "64", "--optimizer", "adam", "--lr", "0.002", "--batch-size", "8",
                 "--max-update", "20", "--save-dir", save, "--disable-validation", "--no-progress-bar"]
     else:
-        args = train_args(data, save, "--max-update", "30", "--disable-validation")
+        small_mos = ["--emsize", "16", "--nhid", "24", "--nhidlast", "20", "--n-experts", "3"]
+        args = train_args(data, save, "--max-update", "30", "--disable-validation",
+                          *(small_mos if arch == "awd_lstm_mos" else []))
         args[args.index("--arch") + 1] = arch
     run_fairseq("train", args)
     return save / "checkpoint_last.pt"
 
 
-@pytest.fixture(scope="module", params=["awd_lstm", "qrnn", "transformer_lm"])
+@pytest.fixture(scope="module", params=["awd_lstm", "qrnn", "awd_lstm_mos", "transformer_lm"])
 def checkpoint(request, short_bin, tmp_path_factory):
     return request.param, train(request.param, short_bin, tmp_path_factory.mktemp(request.param))
 
@@ -129,3 +131,51 @@ def test_gradient_statistics_equal_direct_computation(short_bin, tmp_path):
     for (name, _), ms, acc in zip(named, cached["ms"], sum_sq):
         torch.testing.assert_close(ms.double(), (acc / segments).sqrt(), rtol=1e-4, atol=1e-9, msg=name)
     assert not math.isclose(float(cached["ms"][0].sum()), 0.0)
+
+
+POINTER_WINDOW, POINTER_LAMBDA = 20, 0.25
+
+
+def test_dynamic_eval_with_the_pointer(checkpoint, short_bin):
+    """--dyneval-pointer: with zero rates, exactly the pointer task's scores; with the reference's
+    rates, the adapting model's own scores (the gradient ignores the pointer) mixed with the cache,
+    checked token by token from the stream: where the target is not among the window's previous
+    targets the cache gives it nothing, so the score is log(1 - lambda) + the model's."""
+    from awd_fairseq.tasks.token_stream import read_stream
+
+    arch, ckpt = checkpoint
+    pointer = ["--pointer-window", POINTER_WINDOW, "--pointer-lambda", POINTER_LAMBDA, "--pointer-theta", 1.0]
+    context = ["--pointer-context", TRANSFORMER_CONTEXT] if arch == "transformer_lm" else []
+    _, alone, _ = eval_lm(short_bin, ckpt, "awd_cache_pointer", *pointer, *context)
+    _, still, _ = eval_lm(short_bin, ckpt, *dyneval_task(arch, "--dyneval-lr", 0, "--dyneval-lambda", 0,
+                                                         "--dyneval-pointer", *pointer))
+    torch.testing.assert_close(torch.cat(still), torch.cat(alone), rtol=0, atol=2e-6)
+
+    _, adapted, _ = eval_lm(short_bin, ckpt, *dyneval_task(arch))
+    _, both, _ = eval_lm(short_bin, ckpt, *dyneval_task(arch, "--dyneval-pointer", *pointer))
+    adapted, both = torch.cat(adapted).double(), torch.cat(both).double()
+    dictionary = __import__("fairseq").data.Dictionary.load(str(short_bin / "dict.txt"))
+    targets = read_stream(str(short_bin / "test"), dictionary)[1:].tolist()
+    assert len(targets) == both.numel()
+    mixed_only_model = adapted + math.log(1 - POINTER_LAMBDA)  # eval-lm prints natural-log scores
+    cold = torch.tensor([t <= POINTER_WINDOW for t in range(len(targets))])
+    unseen = torch.tensor([t > POINTER_WINDOW and y not in targets[t - POINTER_WINDOW:t]
+                           for t, y in enumerate(targets)])
+    seen = ~cold & ~unseen
+    assert unseen.sum() > 50 and seen.sum() > 50
+    torch.testing.assert_close(both[cold], adapted[cold], rtol=0, atol=1e-4)
+    torch.testing.assert_close(both[unseen], mixed_only_model[unseen], rtol=0, atol=1e-4)
+    assert (both[seen] >= mixed_only_model[seen] - 2e-6).all()  # printed to 6 decimals
+    assert (both[seen] > mixed_only_model[seen] + 1e-3).double().mean() > 0.5
+
+
+def test_divergence_stops_with_the_flag_named(checkpoint, short_bin):
+    """Rates far above the reference's grid blow the weights up: fairseq-eval-lm stops at the
+    first non-finite score, naming --dyneval-lr, instead of printing a nan perplexity."""
+    arch, ckpt = checkpoint
+    proc = run_fairseq("eval_lm", [short_bin, "--path", ckpt, "--gen-subset", "test", "--bptt", BPTT,
+                                   "--no-progress-bar", "--task", *dyneval_task(arch, "--dyneval-lr", 1e35)],
+                       check=False, merge_output=True)
+    assert proc.returncode != 0
+    last = proc.stdout.strip().splitlines()[-1]
+    assert "dynamic evaluation diverged" in last and "--dyneval-lr (now 1e+35)" in last, last

@@ -73,9 +73,11 @@ class DynamicEvalLM(CachePointerLM):
     def __init__(self, model, pointer: Optional[CachePointer], context: int = 0):
         super().__init__(model, pointer, full_distribution=False, context=context)
         self.update: Optional[DynamicEvalUpdate] = None
+        self.segments = 0  # segments scored since the stream started
 
     def reset(self) -> None:
         """A new stream from the checkpoint's weights: pointer history and context cleared."""
+        self.segments = 0
         if self.pointer is not None:
             self.pointer.reset()
         self._context_tokens = None
@@ -97,11 +99,25 @@ class DynamicEvalLM(CachePointerLM):
             # blocks for our decoders, the full distribution for others)
             h, scores = self.model_outputs(src_tokens, target, stream_state)  # (1, T, H), (1, T)
             grads = torch.autograd.grad(-scores.mean(), self.update.params, allow_unused=True)
+        self.check_finite(scores)
         self.update.step(grads)
+        self.segments += 1
         scores = scores.detach()
         if self.pointer is not None:
             scores = self.pointer.score(h[0].detach(), target[0], scores[0]).unsqueeze(0)
         return scores.unsqueeze(2), {}  # (1, T, 1)
+
+    def check_finite(self, scores: Tensor) -> None:
+        """Stop at the first non-finite log-probability, before it reaches the weights: the rates
+        made the weights diverge (or, before any update, the checkpoint's model itself fails)."""
+        if bool(torch.isfinite(scores).all()):
+            return
+        if self.segments == 0:
+            raise FloatingPointError("the model's own log-probabilities are not finite on the first segment, "
+                                     "before any update: check the checkpoint (--path)")
+        raise FloatingPointError(
+            f"dynamic evaluation diverged: a non-finite log-probability after {self.segments} updates; lower "
+            f"--dyneval-lr (now {self.update.lr:g}) or raise --dyneval-epsilon (now {self.update.epsilon:g})")
 
 
 def training_statistics(model: DynamicEvalLM, stream: Tensor, streams: int, bptt: int, max_segments: int = 0):
