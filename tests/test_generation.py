@@ -94,13 +94,15 @@ def test_sentence_dataset_scores_the_closing_eos():
 # -- end to end on tiny trained checkpoints --------------------------------------------------
 
 ARCHS = ["awd_lstm", pytest.param("qrnn", marks=pytest.mark.skipif(
-    "qrnn" not in ARCH_MODEL_REGISTRY, reason="the qrnn model is not registered yet"))]
+    "qrnn" not in ARCH_MODEL_REGISTRY, reason="the qrnn model is not registered yet")), "awd_lstm_mos"]
+# small sizes for the mixture of softmaxes (the architecture's defaults are the PTB recipe's)
+ARCH_FLAGS = {"awd_lstm_mos": ["--emsize", "16", "--nhid", "24", "--nhidlast", "20", "--n-experts", "3"]}
 
 
 @pytest.fixture(scope="module", params=ARCHS)
 def checkpoint(request, tiny_bin, tmp_path_factory, fairseq_cli):
     save = tmp_path_factory.mktemp(request.param)
-    args = train_args(tiny_bin, save, "--max-update", "30", "--disable-validation")
+    args = train_args(tiny_bin, save, "--max-update", "30", "--disable-validation", *ARCH_FLAGS.get(request.param, []))
     args[args.index("--arch") + 1] = request.param
     fairseq_cli("train", args)
     ckpt = save / "checkpoint_last.pt"
