@@ -100,6 +100,8 @@ def ptb_slice_bin(tmp_path_factory) -> Path:
 
 
 TINY_MODEL = ["--emsize", "32", "--nhid", "64", "--nlayers", "2"]
+# a small awd_lstm_mos for the end-to-end tests (the architecture's defaults are the PTB recipe's)
+TINY_MOS = ["--emsize", "16", "--nhid", "24", "--nhidlast", "20", "--n-experts", "3"]
 
 
 def run_fairseq(

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, _head, eval_lm_loss, make_data_bin, run_fairseq, train_args
+from conftest import REPO, TINY_MOS, _head, eval_lm_loss, make_data_bin, run_fairseq, train_args
 
 pytestmark = pytest.mark.e2e
 
@@ -35,9 +35,8 @@ def train(arch, data, save):
                 "--tokens-per-sample", "64", "--optimizer", "adam", "--lr", "0.002", "--batch-size", "8",
                 "--max-update", "20", "--save-dir", save, "--disable-validation", "--no-progress-bar"]
     else:
-        small_mos = ["--emsize", "16", "--nhid", "24", "--nhidlast", "20", "--n-experts", "3"]
         args = train_args(data, save, "--max-update", "30", "--disable-validation",
-                          *(small_mos if arch == "awd_lstm_mos" else []))
+                          *(TINY_MOS if arch == "awd_lstm_mos" else []))
         args[args.index("--arch") + 1] = arch
     run_fairseq("train", args)
     return save / "checkpoint_last.pt"

@@ -14,7 +14,7 @@ from awd_fairseq.models.recurrent_decoder import RecurrentLMDecoder
 from awd_fairseq.modules.lstm_layer import LSTMLayer
 from awd_fairseq.modules.qrnn import QRNNLayer
 from awd_fairseq.tasks.lm_inference import SentenceDataset, sample_tokens
-from conftest import REPO, train_args
+from conftest import REPO, TINY_MOS, train_args
 
 LAYERS = {
     "lstm": lambda i, o: LSTMLayer(i, o, weight_drop=0.3),
@@ -95,8 +95,7 @@ def test_sentence_dataset_scores_the_closing_eos():
 
 ARCHS = ["awd_lstm", pytest.param("qrnn", marks=pytest.mark.skipif(
     "qrnn" not in ARCH_MODEL_REGISTRY, reason="the qrnn model is not registered yet")), "awd_lstm_mos"]
-# small sizes for the mixture of softmaxes (the architecture's defaults are the PTB recipe's)
-ARCH_FLAGS = {"awd_lstm_mos": ["--emsize", "16", "--nhid", "24", "--nhidlast", "20", "--n-experts", "3"]}
+ARCH_FLAGS = {"awd_lstm_mos": TINY_MOS}
 
 
 @pytest.fixture(scope="module", params=ARCHS)
