@@ -66,7 +66,8 @@ def run(task, model, split, update, segments, cuda):
     from fairseq_cli.eval_lm import eval_lm
 
     model.update = update
-    batches = task.eval_lm_dataloader(task.dataset(split))  # configures `update`, weights back to theta_0
+    # configures `update`, weights back to theta_0; no loader worker (a run cut short would leave it alive)
+    batches = task.eval_lm_dataloader(task.dataset(split), num_workers=0)
     timed = Timed(update, cuda)
     model.update = timed
     if segments > 0:

@@ -33,6 +33,7 @@ def get_parser():
     parser.description = __doc__.splitlines()[0]
     parser.add_argument("--etas", help="comma-separated eta grid (default: the reference's, scaled by bptt/5)")
     parser.add_argument("--lambdas", help="comma-separated lambda grid (default: the reference's, scaled by bptt/5)")
+    parser.add_argument("--epsilons", help="comma-separated epsilon grid (default: --dyneval-epsilon alone)")
     parser.add_argument("--valid-subset-name", default="valid", help="the split to tune on")
     parser.add_argument("--test-subset-name", default="test", help="the split to report")
     parser.add_argument("--search-segments", type=int, default=0, help="tune on the first N segments of valid (0: all)")
@@ -57,20 +58,24 @@ def load(args):
     return task, model.eval()
 
 
-def perplexity(task, model, split, eta, lambdah, segments=0):
-    """Dynamic evaluation of `split` with (eta, lambda), scored by fairseq-eval-lm's own loop."""
+def perplexity(task, model, split, eta, lambdah, segments=0, epsilon=None):
+    """Dynamic evaluation of `split` with (eta, lambda[, epsilon]), scored by fairseq-eval-lm's own loop."""
     from fairseq_cli.eval_lm import eval_lm
 
     task.cfg.dyneval_lr, task.cfg.dyneval_lambda = eta, lambdah
+    if epsilon is not None:
+        task.cfg.dyneval_epsilon = epsilon
     if split not in task.datasets:
         task.load_dataset(split)
-    batches = task.eval_lm_dataloader(task.dataset(split))
+    # no loader worker: one stream at batch size 1 gains nothing from it, and a run cut short
+    # (--search-segments, a diverged pair) would leave the worker process alive
+    batches = task.eval_lm_dataloader(task.dataset(split), num_workers=0)
     if segments > 0:
         batches = itertools.islice(batches, segments)
     try:
-        return eval_lm([model], task.source_dictionary, batches)["perplexity"]
+        return float(eval_lm([model], task.source_dictionary, batches)["perplexity"])
     except FloatingPointError as e:  # this pair diverged: the next one starts again from the checkpoint
-        logger.warning("eta %g lambda %g: %s", eta, lambdah, e)
+        logger.warning("eta %g lambda %g epsilon %g: %s", eta, lambdah, task.cfg.dyneval_epsilon, e)
         return math.inf
 
 
@@ -82,23 +87,31 @@ def main(args):
     task, model = load(args)
     scale = task.cfg.bptt / 5.0
     etas, lambdas = grid(args.etas, ETAS, scale), grid(args.lambdas, LAMBDAS, scale)
+    epsilons = grid(args.epsilons, (task.cfg.dyneval_epsilon,), 1.0)
     valid, test = args.valid_subset_name, args.test_subset_name
     results = {}
-    for lambdah in lambdas:  # the reference's order
-        for eta in etas:
-            results[eta, lambdah] = perplexity(task, model, valid, eta, lambdah, args.search_segments)
-            logger.info("eta %-10g lambda %-8g %s ppl %.3f", eta, lambdah, valid, results[eta, lambdah])
-    eta, lambdah = min(results, key=results.get)
-    for name, value, values in (("eta", eta, etas), ("lambda", lambdah, lambdas)):
+    for epsilon in epsilons:
+        for lambdah in lambdas:  # the reference's order
+            for eta in etas:
+                ppl = perplexity(task, model, valid, eta, lambdah, args.search_segments, epsilon)
+                results[eta, lambdah, epsilon] = ppl
+                logger.info("eta %-10g lambda %-8g epsilon %-8g %s ppl %.3f", eta, lambdah, epsilon, valid, ppl)
+    best = min(results, key=results.get)
+    if math.isinf(results[best]):
+        raise SystemExit(f"every pair diverged on {valid}: lower --etas or raise --epsilons "
+                         f"(now {','.join(f'{e:g}' for e in epsilons)})")
+    eta, lambdah, epsilon = best
+    for name, value, values in (("eta", eta, etas), ("lambda", lambdah, lambdas), ("epsilon", epsilon, epsilons)):
         if len(values) > 1 and value in (min(values), max(values)):
             logger.warning("the best %s (%g) is at the edge of the grid: extend --%ss", name, value, name)
-    ppl_valid = results[eta, lambdah] if args.search_segments <= 0 else perplexity(task, model, valid, eta, lambdah)
-    ppl_test = perplexity(task, model, test, eta, lambdah)
+    full = args.search_segments <= 0
+    ppl_valid = results[best] if full else perplexity(task, model, valid, eta, lambdah, epsilon=epsilon)
+    ppl_test = perplexity(task, model, test, eta, lambdah, epsilon=epsilon)
     plain_valid, plain_test = (perplexity(task, model, s, 0.0, 0.0) for s in (valid, test))
-    print(f"best on {valid}: --bptt {task.cfg.bptt} --dyneval-lr {eta:g} --dyneval-lambda {lambdah:g} | "
-          f"{valid} ppl {ppl_valid:.2f} ({plain_valid:.2f} without) | {test} ppl {ppl_test:.2f} "
-          f"({plain_test:.2f} without)")
-    return {"eta": eta, "lambda": lambdah, "valid": ppl_valid, "test": ppl_test,
+    print(f"best on {valid}: --bptt {task.cfg.bptt} --dyneval-lr {eta:g} --dyneval-lambda {lambdah:g} "
+          f"--dyneval-epsilon {epsilon:g} | {valid} ppl {ppl_valid:.2f} ({plain_valid:.2f} without) | "
+          f"{test} ppl {ppl_test:.2f} ({plain_test:.2f} without)")
+    return {"eta": eta, "lambda": lambdah, "epsilon": epsilon, "valid": ppl_valid, "test": ppl_test,
             "plain_valid": plain_valid, "plain_test": plain_test, "grid": results}
 
 

@@ -72,15 +72,19 @@ def dyneval_base(args):
 
 
 def tune_dyneval(args):
+    grid = [f for name in ("etas", "lambdas", "epsilons") if getattr(args, name)
+            for f in (f"--{name}", getattr(args, name))]
     cmd = [sys.executable, str(Path(__file__).with_name("dyneval_search.py")), args.data, "--path", args.path,
-           "--user-dir", str(USER_DIR), *dyneval_base(args), "--search-segments", str(args.search_segments),
+           "--user-dir", str(USER_DIR), *dyneval_base(args), "--search-segments", str(args.search_segments), *grid,
            *(["--cpu"] if args.cpu else [])]
     log = args.out / "dyneval_search.log"
     run_step("dynamic evaluation search", cmd, log)
-    found = re.search(r"--dyneval-lr (\S+) --dyneval-lambda (\S+) \|", log.read_text())
+    # (a search log written before --epsilons existed names no epsilon: the task's default)
+    found = re.search(r"--dyneval-lr (\S+) --dyneval-lambda (\S+)(?: --dyneval-epsilon (\S+))? \|", log.read_text())
     if found is None:
         raise RuntimeError(f"no 'best on valid' line in {log}")
-    return float(found.group(1)), float(found.group(2))
+    eta, lambdah, epsilon = found.groups()
+    return float(eta), float(lambdah), (epsilon and float(epsilon))
 
 
 def main(args):
@@ -90,8 +94,9 @@ def main(args):
     pointer = ["--pointer-window", str(args.pointer_window), "--pointer-theta", str(theta), "--pointer-lambda", str(lam)]
     rows["pointer"] = {s: _eval(args, "pointer", ["--task", "awd_cache_pointer", *pointer_windows(args), *pointer], s)
                        for s in SPLITS}
-    eta, dlam = tune_dyneval(args)
-    dyneval = [*dyneval_base(args), "--dyneval-lr", str(eta), "--dyneval-lambda", str(dlam)]
+    eta, dlam, eps = tune_dyneval(args)
+    dyneval = [*dyneval_base(args), "--dyneval-lr", str(eta), "--dyneval-lambda", str(dlam),
+               *(["--dyneval-epsilon", str(eps)] if eps else [])]
     rows["dynamic evaluation"] = {s: _eval(args, "dyneval", dyneval, s) for s in SPLITS}
     both = [*dyneval, "--dyneval-pointer", *pointer]
     rows["both"] = {s: _eval(args, "both", both, s) for s in SPLITS}
@@ -99,7 +104,7 @@ def main(args):
     counts = {s: {name: r[s]["tokens"] for name, r in rows.items()} for s in SPLITS}
     problems = [f"{s}: scored-token counts differ: {c}" for s, c in counts.items() if len(set(c.values())) > 1]
     settings = {"pointer": {"window": args.pointer_window, "theta": theta, "lambda": lam},
-                "dyneval": {"bptt": args.dyneval_bptt, "eta": eta, "lambda": dlam}}
+                "dyneval": {"bptt": args.dyneval_bptt, "eta": eta, "lambda": dlam, "epsilon": eps}}
     lines = ["| evaluation | valid ppl | test ppl | valid time (s) | test time (s) | time / plain |",
              "|---|---|---|---|---|---|"]
     base = sum(rows["plain"][s]["seconds"] for s in SPLITS)
@@ -109,7 +114,8 @@ def main(args):
                      f"| {r['test']['seconds']:.0f} | {t / base:.1f}x |")
     lines.append("")
     lines.append(f"pointer: window {args.pointer_window}, theta {theta:g}, lambda {lam:g} (tuned on valid); dynamic "
-                 f"evaluation: segments of {args.dyneval_bptt}, eta {eta:g}, lambda {dlam:g} (tuned on valid); scored "
+                 f"evaluation: segments of {args.dyneval_bptt}, eta {eta:g}, lambda {dlam:g}, epsilon "
+                 f"{f'{eps:g}' if eps else 'default'} (tuned on valid); scored "
                  f"tokens: valid {sorted(set(counts['valid'].values()))}, test {sorted(set(counts['test'].values()))}")
     table = "\n".join(lines) + "\n"
     (args.out / "table.md").write_text(table)
@@ -131,6 +137,9 @@ def cli_main():
     p.add_argument("--dyneval-bptt", type=int, default=5, help="dynamic evaluation's segments (the reference's 5)")
     p.add_argument("--pointer-window", type=int, default=500, help="cache size (PTB recipe: 500)")
     p.add_argument("--search-segments", type=int, default=2000, help="tune eta and lambda on this many valid segments")
+    p.add_argument("--etas", help="dynamic evaluation's eta grid (default: the reference's, scaled by bptt/5)")
+    p.add_argument("--lambdas", help="dynamic evaluation's lambda grid (default: the reference's, scaled by bptt/5)")
+    p.add_argument("--epsilons", help="dynamic evaluation's epsilon grid (default: 2e-5, the reference's)")
     p.add_argument("--stats-segments", type=int, default=0, help="cap on the gradient statistics' segments (0: all)")
     p.add_argument("--cpu", action="store_true")
     main(p.parse_args())
