@@ -10,7 +10,8 @@ weights. The default grid is the reference's, eta in {3,4,5,6,7,10}e-5 and lambd
     python scripts/dyneval_search.py data-bin/ptb --path checkpoints/ptb/checkpoint_best.pt --bptt 5
 
 `--search-segments N` tunes on the first N segments of valid only (the reference's --gridfast
-uses the first 30k tokens); the best pair is then scored on the whole of valid and test.
+uses the first 30k tokens); the best pair is then scored on the whole of valid and test, unless
+`--tune-only` (scripts/dyneval_table.py scores them itself).
 """
 import itertools
 import logging
@@ -37,6 +38,8 @@ def get_parser():
     parser.add_argument("--valid-subset-name", default="valid", help="the split to tune on")
     parser.add_argument("--test-subset-name", default="test", help="the split to report")
     parser.add_argument("--search-segments", type=int, default=0, help="tune on the first N segments of valid (0: all)")
+    parser.add_argument("--tune-only", action="store_true",
+                        help="print the best setting and stop: no runs on the whole of valid and test")
     return parser
 
 
@@ -104,12 +107,17 @@ def main(args):
     for name, value, values in (("eta", eta, etas), ("lambda", lambdah, lambdas), ("epsilon", epsilon, epsilons)):
         if len(values) > 1 and value in (min(values), max(values)):
             logger.warning("the best %s (%g) is at the edge of the grid: extend --%ss", name, value, name)
+    setting = (f"--bptt {task.cfg.bptt} --dyneval-lr {eta:g} --dyneval-lambda {lambdah:g} "
+               f"--dyneval-epsilon {epsilon:g}")
+    if args.tune_only:
+        scope = f"the first {args.search_segments} segments" if args.search_segments > 0 else "all of it"
+        print(f"best on {valid}: {setting} | {valid} ppl {results[best]:.2f} on {scope}")
+        return {"eta": eta, "lambda": lambdah, "epsilon": epsilon, "grid": results}
     full = args.search_segments <= 0
     ppl_valid = results[best] if full else perplexity(task, model, valid, eta, lambdah, epsilon=epsilon)
     ppl_test = perplexity(task, model, test, eta, lambdah, epsilon=epsilon)
     plain_valid, plain_test = (perplexity(task, model, s, 0.0, 0.0) for s in (valid, test))
-    print(f"best on {valid}: --bptt {task.cfg.bptt} --dyneval-lr {eta:g} --dyneval-lambda {lambdah:g} "
-          f"--dyneval-epsilon {epsilon:g} | {valid} ppl {ppl_valid:.2f} ({plain_valid:.2f} without) | "
+    print(f"best on {valid}: {setting} | {valid} ppl {ppl_valid:.2f} ({plain_valid:.2f} without) | "
           f"{test} ppl {ppl_test:.2f} ({plain_test:.2f} without)")
     return {"eta": eta, "lambda": lambdah, "epsilon": epsilon, "valid": ppl_valid, "test": ppl_test,
             "plain_valid": plain_valid, "plain_test": plain_test, "grid": results}

@@ -76,7 +76,7 @@ def tune_dyneval(args):
             for f in (f"--{name}", getattr(args, name))]
     cmd = [sys.executable, str(Path(__file__).with_name("dyneval_search.py")), args.data, "--path", args.path,
            "--user-dir", str(USER_DIR), *dyneval_base(args), "--search-segments", str(args.search_segments), *grid,
-           *(["--cpu"] if args.cpu else [])]
+           "--tune-only", *(["--cpu"] if args.cpu else [])]
     log = args.out / "dyneval_search.log"
     run_step("dynamic evaluation search", cmd, log)
     # (a search log written before --epsilons existed names no epsilon: the task's default)
