@@ -110,8 +110,9 @@ def main(args):
     base = sum(rows["plain"][s]["seconds"] for s in SPLITS)
     for name, r in rows.items():
         t = sum(r[s]["seconds"] for s in SPLITS)
+        ratio = f"{t / base:.1f}x" if base > 0 else "n/a"  # a tiny split can report 0.0 s
         lines.append(f"| {name} | {r['valid']['ppl']:.2f} | {r['test']['ppl']:.2f} | {r['valid']['seconds']:.0f} "
-                     f"| {r['test']['seconds']:.0f} | {t / base:.1f}x |")
+                     f"| {r['test']['seconds']:.0f} | {ratio} |")
     lines.append("")
     lines.append(f"pointer: window {args.pointer_window}, theta {theta:g}, lambda {lam:g} (tuned on valid); dynamic "
                  f"evaluation: segments of {args.dyneval_bptt}, eta {eta:g}, lambda {dlam:g}, epsilon "
