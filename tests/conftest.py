@@ -99,6 +99,14 @@ def ptb_slice_bin(tmp_path_factory) -> Path:
     )
 
 
+def make_short_splits_bin(tmp: Path) -> Path:
+    """The embedded WikiText-2's first 500 training lines with 12-line valid and test splits
+    (about 100 segments of 5 each): the dynamic-evaluation tests' corpus."""
+    src = REPO / "data" / "wikitext-2"
+    return make_data_bin(tmp, {"train": _head(src / "train.txt.xz", 500), "valid": _head(src / "valid.txt.xz", 12),
+                               "test": _head(src / "test.txt.xz", 12)})
+
+
 TINY_MODEL = ["--emsize", "32", "--nhid", "64", "--nlayers", "2"]
 # a small awd_lstm_mos for the end-to-end tests (the architecture's defaults are the PTB recipe's)
 TINY_MOS = ["--emsize", "16", "--nhid", "24", "--nhidlast", "20", "--n-experts", "3"]

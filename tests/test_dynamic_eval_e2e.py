@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import REPO, TINY_MOS, _head, eval_lm_loss, make_data_bin, run_fairseq, train_args
+from conftest import TINY_MOS, eval_lm_loss, make_short_splits_bin, run_fairseq, train_args
 
 pytestmark = pytest.mark.e2e
 
@@ -21,11 +21,7 @@ TRANSFORMER_CONTEXT = 10
 @pytest.fixture(scope="module")
 def short_bin(tmp_path_factory):
     """The tiny corpus' training split with short valid / test splits (~100 segments of 5)."""
-    src = REPO / "data" / "wikitext-2"
-    return make_data_bin(tmp_path_factory.mktemp("dyneval"), {
-        "train": _head(src / "train.txt.xz", 500), "valid": _head(src / "valid.txt.xz", 12),
-        "test": _head(src / "test.txt.xz", 12),
-    })
+    return make_short_splits_bin(tmp_path_factory.mktemp("dyneval"))
 
 
 def train(arch, data, save):

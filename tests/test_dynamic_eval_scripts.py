@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, USER_DIR, _head, make_data_bin, run_fairseq, train_args
+from conftest import REPO, USER_DIR, make_short_splits_bin, run_fairseq, train_args
 
 pytestmark = pytest.mark.e2e
 
@@ -19,11 +19,7 @@ SCRIPTS = REPO / "scripts"
 
 @pytest.fixture(scope="module")
 def short_bin(tmp_path_factory):
-    src = REPO / "data" / "wikitext-2"
-    return make_data_bin(tmp_path_factory.mktemp("dyneval_scripts"), {
-        "train": _head(src / "train.txt.xz", 500), "valid": _head(src / "valid.txt.xz", 12),
-        "test": _head(src / "test.txt.xz", 12),
-    })
+    return make_short_splits_bin(tmp_path_factory.mktemp("dyneval_scripts"))
 
 
 @pytest.fixture(scope="module")
