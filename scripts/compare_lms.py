@@ -7,11 +7,11 @@ pointer (theta and lambda tuned on valid), and write a Markdown table and valida
 Rerunning with the same --out reuses every finished step. See docs/comparison.md.
 """
 import argparse
-import logging
 from pathlib import Path
 
-from awd_fairseq.compare.pipeline import Budget, Comparison, run
-from awd_fairseq.compare.specs import MODELS, SIZES
+from awd_fairseq.tools.compare.pipeline import Budget, Comparison, run
+from awd_fairseq.tools.compare.specs import MODELS, SIZES
+from awd_fairseq.tools.cli import setup_logging
 
 
 def main(args) -> None:
@@ -49,7 +49,7 @@ def cli_main() -> None:
     p.add_argument("--tensorboard", action="store_true", help="also write --tensorboard-logdir <out>/<model>/tensorboard")
     p.add_argument("--cpu", action="store_true", help="train and score on the CPU")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
+    setup_logging()
     main(p.parse_args())
 
 

@@ -20,6 +20,7 @@ import math
 import torch
 
 import awd_fairseq  # noqa: F401  (registers the task)
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("dyneval_search")
 
@@ -126,7 +127,7 @@ def main(args):
 def cli_main():
     from fairseq import options
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     args = options.parse_args_and_arch(get_parser())
     main(args)
 

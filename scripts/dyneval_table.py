@@ -11,7 +11,7 @@ Steps (each a command whose log and `.done.json` go into --out; a rerun reuses f
    stream (`--task awd_language_modeling`, windows of --bptt); a stateless one (transformer_lm,
    --context C) reads segments of --dyneval-bptt tokens, each after the C tokens before it
    (`--task language_modeling --context-window C`), the windows dynamic evaluation sees.
-2. pointer: theta and lambda tuned on valid (awd_fairseq.compare.pointer_tuning), then valid and
+2. pointer: theta and lambda tuned on valid (awd_fairseq.tools.pointer_tuning), then valid and
    test scored with the best pair by fairseq-eval-lm `--task awd_cache_pointer`.
 3. dynamic evaluation: eta and lambda tuned on valid by scripts/dyneval_search.py (the reference's
    grid, on the first --search-segments segments), then valid and test by fairseq-eval-lm
@@ -25,16 +25,17 @@ import re
 import sys
 from pathlib import Path
 
-from awd_fairseq.compare.runner import run_step
-from awd_fairseq.config.recipes import USER_DIR, _tool
-from awd_fairseq.fairseq_logs import eval_lm_summary
+from awd_fairseq.tools.compare.runner import run_step
+from awd_fairseq.tools.cli import USER_DIR, fairseq_tool
+from awd_fairseq.tools.fairseq_logs import eval_lm_summary
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("dyneval_table")
 SPLITS = ("valid", "test")
 
 
 def _eval(args, label, flags, split):
-    cmd = [_tool("fairseq-eval-lm"), args.data, "--path", args.path, "--user-dir", str(USER_DIR), "--gen-subset", split,
+    cmd = [fairseq_tool("fairseq-eval-lm"), args.data, "--path", args.path, "--user-dir", str(USER_DIR), "--gen-subset", split,
            *(["--cpu"] if args.cpu else []), *flags]
     log = args.out / f"{label}_{split}.log"
     run_step(f"{label} {split}", cmd, log)
@@ -57,7 +58,7 @@ def pointer_windows(args):
 
 def tune_pointer(args):
     out = args.out / "pointer_tuning.json"
-    cmd = [sys.executable, "-m", "awd_fairseq.compare.pointer_tuning", args.data, "--path", args.path, "--user-dir",
+    cmd = [sys.executable, "-m", "awd_fairseq.tools.pointer_tuning", args.data, "--path", args.path, "--user-dir",
            str(USER_DIR), "--task", "awd_cache_pointer", "--pointer-window", str(args.pointer_window),
            *pointer_windows(args), *(["--cpu"] if args.cpu else []), "--json", str(out)]
     run_step("pointer tuning", cmd, args.out / "pointer_tuning.log")
@@ -128,7 +129,7 @@ def main(args):
 
 
 def cli_main():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("data", help="fairseq-preprocess output, e.g. data-bin/ptb")
     p.add_argument("--path", required=True, help="the trained checkpoint (never modified)")

@@ -17,6 +17,7 @@ import torch
 
 import awd_fairseq  # noqa: F401  (registers the models and task)
 from awd_fairseq.tasks.lm_inference import sample_tokens
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("scripts.generate")
 
@@ -67,7 +68,7 @@ def cli_main() -> None:
     args = parser.parse_args()
     if args.temperature < 0:
         parser.error("--temperature must be >= 0")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
+    setup_logging()
     main(args)
 
 

@@ -15,9 +15,10 @@ from typing import List, Tuple
 import torch
 
 import awd_fairseq  # noqa: F401  (registers the task)
-from awd_fairseq.eval_lm_cli import eval_lm_parser, load_eval_lm_models, parse_eval_lm_args
+from awd_fairseq.tools.eval_lm_cli import eval_lm_parser, load_eval_lm_models, parse_eval_lm_args
 from awd_fairseq.modules.cache_pointer import CachePointer, mix_with
 from awd_fairseq.tasks.cache_pointer_lm import window_outputs
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("scripts.pointer_search")
 
@@ -82,7 +83,7 @@ def cli_main() -> None:
     parser.add_argument("--lambdas", default="0.05,0.08,0.1,0.1279,0.15,0.2,0.25,0.3", help="comma-separated grid")
     parser.add_argument("--valid-subset-name", default="valid", help="the split to tune on")
     parser.add_argument("--test-subset-name", default="test", help="the split to report")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     main(parse_eval_lm_args(parser))
 
 

@@ -11,11 +11,11 @@ Writes the raw splits to <out>/raw and the binarized corpus to <out> (default da
 """
 
 import argparse
-import logging
 from pathlib import Path
 
-from awd_fairseq.data.prepare import default_workers, prepare_corpus
-from awd_fairseq.data.sources import CORPORA
+from awd_fairseq.tools.data.prepare import default_workers, prepare_corpus
+from awd_fairseq.tools.data.sources import CORPORA
+from awd_fairseq.tools.cli import setup_logging
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -59,7 +59,7 @@ def cli_main(argv=None) -> None:
     if args.corpus == "custom" and args.source is None:
         parser.error("custom needs --from DIR holding train.txt, valid.txt and test.txt")
     # force: importing fairseq (via awd_fairseq) has configured the root logger already
-    logging.basicConfig(format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", level=logging.INFO, force=True)
+    setup_logging()
     main(args)
 
 

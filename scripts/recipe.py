@@ -11,7 +11,8 @@ import logging
 import shlex
 import subprocess
 
-from awd_fairseq.config.recipes import RECIPES, stage_commands
+from awd_fairseq.tools.recipes import RECIPES, stage_commands
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("scripts.recipe")
 
@@ -37,7 +38,7 @@ def cli_main() -> None:
     p.add_argument("--argparse", action="store_true", help="write the training stages as fairseq-train flags")
     p.add_argument("--stages", default="", help="comma-separated subset of train,finetune,eval,pointer")
     p.add_argument("--run", action="store_true", help="run the stages in order instead of only printing them")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    setup_logging()
     main(p.parse_args())
 
 

@@ -16,6 +16,7 @@ import os
 import torch
 
 import awd_fairseq  # noqa: F401  (registers the models and task)
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("scripts.score_sentences")
 
@@ -55,7 +56,7 @@ def main(args: argparse.Namespace) -> None:
 
 def cli_main() -> None:
     args = get_parser().parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
+    setup_logging()
     main(args)
 
 

@@ -66,7 +66,7 @@ def ptb_lines(split: str, n: int) -> str:
 
 
 def make_data_bin(tmp: Path, splits: dict) -> Path:
-    from awd_fairseq.data.prepare import binarize
+    from awd_fairseq.tools.data.prepare import binarize
 
     raw = tmp / "raw"
     raw.mkdir(parents=True, exist_ok=True)
@@ -145,9 +145,9 @@ def train_args(data_bin, save_dir, *extra):
 
 def valid_losses(out: str):
     """Base-2 validation losses fairseq-train logged, one per validation: its `--log-format json`
-    records (read by awd_fairseq.fairseq_logs), else the "valid on 'valid' subset | loss" lines of
+    records (read by awd_fairseq.tools.fairseq_logs), else the "valid on 'valid' subset | loss" lines of
     the `simple` format (train_args' format)."""
-    from awd_fairseq import fairseq_logs
+    from awd_fairseq.tools import fairseq_logs
 
     records = fairseq_logs.valid(out)
     if records:
@@ -165,6 +165,6 @@ _VALID_SIMPLE = re.compile(r"(?:epoch (\d+) \| )?valid on 'valid' subset \| loss
 
 def eval_lm_loss(out: str) -> float:
     """fairseq-eval-lm's closing "Loss (base 2)" (printed to 4 decimals)."""
-    from awd_fairseq import fairseq_logs
+    from awd_fairseq.tools import fairseq_logs
 
     return fairseq_logs.eval_lm_summary(out).loss_base2

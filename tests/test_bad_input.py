@@ -7,7 +7,7 @@ import pytest
 import torch
 from fairseq.data import Dictionary, data_utils
 
-from awd_fairseq.data.prepare import binarize, check_utf8
+from awd_fairseq.tools.data.prepare import binarize, check_utf8
 from awd_fairseq.models.awd_lstm import AWDLSTMModel, RecurrentLMConfig
 from awd_fairseq.models.checks import check_precision
 from awd_fairseq.models.qrnn import QRNNConfig, QRNNLanguageModel

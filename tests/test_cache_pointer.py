@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from awd_fairseq.bench.reference_loops import original_pointer_chunk
+from awd_fairseq.tools.bench.reference_loops import original_pointer_chunk
 from awd_fairseq.modules.cache_pointer import CachePointer
 
 WINDOW, HIDDEN, VOCAB = 6, 5, 7  # a small vocabulary so the cache often holds the target
@@ -35,7 +35,7 @@ def formula_reference(hidden, targets, log_probs, window, theta, lambdah):
 
 
 def original_reference(hidden, targets, log_probs, chunk_sizes, window, theta, lambdah):
-    """pointer.py's evaluate loop, chunk by chunk (awd_fairseq/bench/reference_loops.py, the
+    """pointer.py's evaluate loop, chunk by chunk (awd_fairseq/tools/bench/reference_loops.py, the
     restatement the benchmarks also time): concatenate, `start_idx + idx > window`, trim."""
     out, n = [], 0
     pointer_history, next_word_history = hidden.new_empty(0, HIDDEN), hidden.new_empty(0, VOCAB)

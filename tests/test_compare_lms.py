@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from awd_fairseq.compare import pipeline, report
-from awd_fairseq.compare.specs import MODELS
+from awd_fairseq.tools.compare import pipeline, report
+from awd_fairseq.tools.compare.specs import MODELS
 
 from conftest import REPO, _head, make_data_bin
 

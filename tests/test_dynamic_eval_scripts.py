@@ -117,7 +117,7 @@ def test_table_rows_are_fairseq_eval_lm_runs(short_bin, ckpt, tmp_path):
 
 
 def test_bench_fused_update_agrees_with_the_reference_loop(short_bin, ckpt):
-    out = script("bench_dyneval.py", short_bin, "--user-dir", USER_DIR, "--cpu", "--path", ckpt, "--gen-subset", "test",
+    out = script("bench/bench_dyneval.py", short_bin, "--user-dir", USER_DIR, "--cpu", "--path", ckpt, "--gen-subset", "test",
                  "--bptt", "5", "--bench-segments", "20", "--rounds", "1")
     fused, loop = map(float, re.search(r"perplexity fused (\S+) loop (\S+)", out).groups())
     assert abs(fused - loop) <= 1e-4 * loop

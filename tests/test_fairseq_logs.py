@@ -1,4 +1,4 @@
-"""awd_fairseq.fairseq_logs against log lines made the way fairseq makes them: fairseq's own
+"""awd_fairseq.tools.fairseq_logs against log lines made the way fairseq makes them: fairseq's own
 JsonProgressBar fed known stats, through fairseq-train's logging format and hydra's, and
 fairseq-eval-lm's summary lines written with its format strings."""
 import io
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from awd_fairseq import fairseq_logs
+from awd_fairseq.tools import fairseq_logs
 
 FAIRSEQ_FORMAT = "%(asctime)s | %(levelname)s | %(name)s | %(message)s"  # fairseq_cli/train.py
 HYDRA_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # hydra's default job_logging

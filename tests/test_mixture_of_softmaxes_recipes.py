@@ -4,7 +4,7 @@ import shlex
 
 import pytest
 
-from awd_fairseq.config import recipes
+from awd_fairseq.tools import recipes
 
 ORIGINAL = {
     "ptb_awd_lstm_mos": dict(

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from awd_fairseq.data import sources
-from awd_fairseq.data.prepare import EMBEDDED_WIKITEXT2, prepare_corpus
-from awd_fairseq.data.sources import SPLITS, write_raw_splits
+from awd_fairseq.tools.data import sources
+from awd_fairseq.tools.data.prepare import EMBEDDED_WIKITEXT2, prepare_corpus
+from awd_fairseq.tools.data.sources import SPLITS, write_raw_splits
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = next(

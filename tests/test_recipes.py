@@ -3,14 +3,14 @@ lines and main.py / finetune.py / pointer.py defaults, transcribed below flag by
 hydra route (fairseq-hydra-train's composition) against the argparse route (fairseq-train's
 parser fed the generated flags).
 
-Adding a recipe: one entry in ORIGINAL (and one Recipe in awd_fairseq/config/recipes.py)."""
+Adding a recipe: one entry in ORIGINAL (and one Recipe in awd_fairseq/tools/recipes.py)."""
 import shlex
 from pathlib import Path
 
 import pytest
 from omegaconf import OmegaConf
 
-from awd_fairseq.config import recipes
+from awd_fairseq.tools import recipes
 from awd_fairseq.models.awd_lstm import ARCH_OVERRIDES, parse_cutoffs
 
 # The original README, "Experiments": recipe -> its main.py / finetune.py / pointer.py lines

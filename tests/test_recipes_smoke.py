@@ -8,8 +8,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from awd_fairseq import fairseq_logs
-from awd_fairseq.config import recipes
+from awd_fairseq.tools import fairseq_logs
+from awd_fairseq.tools import recipes
 
 from conftest import REPO, _head, make_data_bin
 

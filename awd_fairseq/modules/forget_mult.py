@@ -24,7 +24,7 @@ every scan formulation (chunked cumulative products, log-space sums, Hillis-Stee
 writes the (T, B, H) tensors several times, while the sequential pass reads f and z once and finds
 c_{t-1} in cache; the log-space and cumulative-product forms also divide by products of f that
 underflow for f near 0. Measured on an idle 2-core AMD EPYC VM, T=70, B=20, H=1550 float32
-(``scripts/bench_forget_mult.py``; minimum of 30 interleaved runs, milliseconds, 1 thread / 2 threads):
+(``scripts/bench/bench_forget_mult.py``; minimum of 30 interleaved runs, milliseconds, 1 thread / 2 threads):
 
     implementation                                  forward        forward+backward
     pytorch-qrnn's CPUForgetMult (autograd loop)    6.09 / 5.43    19.03 / 17.41
@@ -37,7 +37,7 @@ memory-bandwidth floor: 3-4 ms per layer per update less than ``forget_mult_torc
 training update of the PTB QRNN recipe (4 layers, batch 20 x bptt 70, ~1.45 s on the idle machine
 at 2 threads). End to end it did not show: with ``forget_mult_torch`` instead, an update took
 1.00x as long (median of the per-round ratios over 7 rotated rounds of 3 updates,
-``python scripts/bench_qrnn_cpu_paths.py --rounds 7 --updates 3`` at commit 6b219a1, 2 threads,
+``python scripts/bench/bench_qrnn_cpu_paths.py --rounds 7 --updates 3`` at commit 6b219a1, 2 threads,
 the machine shared at a load average of 12-25), so it was removed, with its compiler call and
 build cache.
 

@@ -9,7 +9,7 @@ and ``f``, ``z`` and the incoming gradient may be strided views (the chunks of t
 projection), so no ``.contiguous()`` copies are made.
 
 This module imports Triton at the top: import it only through ``forget_mult.forget_mult``, which
-does so lazily for CUDA inputs. ``scripts/check_forget_mult_cuda.py`` checks it against the
+does so lazily for CUDA inputs. ``scripts/bench/check_forget_mult_cuda.py`` checks it against the
 reference on a GPU (or on CPU under ``TRITON_INTERPRET=1``).
 """
 from typing import Optional

@@ -11,7 +11,7 @@ summation order. ``AWD_FAIRSEQ_ONEDNN_LINEAR=0`` turns it off.
 
 What it buys end to end: a whole training update of the PTB QRNN recipe (4 layers, batch 20 x
 bptt 70, 2 threads) takes 1.14x-1.31x as long with ``F.linear`` as with this path. Two runs of
-``python scripts/bench_qrnn_cpu_paths.py``, paths in rotated order, median of per-round ratios, on
+``python scripts/bench/bench_qrnn_cpu_paths.py``, paths in rotated order, median of per-round ratios, on
 the AMD EPYC machine above while shared (load average 12-25 on its 2 cores, so single rounds
 range 0.89x-1.9x): 1.31x (7 rounds of 3 updates, at commit 6b219a1, F.linear arms over oneDNN
 arms, 6 of 7 rounds above 1) and 1.14x (``--rounds 9 --updates 2``, 7 of 9 rounds above 1).

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from ..config.recipes import USER_DIR, _tool
+from ..cli import USER_DIR, fairseq_tool
 from . import report
 from .runner import TrainProgress, run_step
 from .specs import MODELS, model_specs
@@ -57,7 +57,7 @@ def _device(c: Comparison) -> List[str]:
 def run_model(c: Comparison, spec) -> Dict:
     folder = c.out / spec.name
     ckpt = folder / "checkpoints"
-    train = [_tool("fairseq-train"), c.data, *spec.train, "--user-dir", str(USER_DIR), "--save-dir", str(ckpt),
+    train = [fairseq_tool("fairseq-train"), c.data, *spec.train, "--user-dir", str(USER_DIR), "--save-dir", str(ckpt),
              "--log-format", "json", "--log-interval", str(c.log_interval), "--no-epoch-checkpoints",
              *c.budget.flags(), *_device(c), *c.extra_train.get(spec.name, [])]
     if c.valid_every_updates:
@@ -73,10 +73,10 @@ def run_model(c: Comparison, spec) -> Dict:
     best = str(ckpt / "checkpoint_best.pt")
     scoring = [c.data, "--path", best, "--user-dir", str(USER_DIR), *_device(c)]
     for split in ("valid", "test"):
-        run_step(f"{spec.name} eval-lm {split}", [_tool("fairseq-eval-lm"), *scoring, *spec.eval, "--gen-subset", split],
+        run_step(f"{spec.name} eval-lm {split}", [fairseq_tool("fairseq-eval-lm"), *scoring, *spec.eval, "--gen-subset", split],
                  folder / f"eval_{split}.log")
     if c.pointer and spec.pointer is not None:
-        pointer = [sys.executable, "-m", "awd_fairseq.compare.pointer_tuning", *scoring, "--task", "awd_cache_pointer",
+        pointer = [sys.executable, "-m", "awd_fairseq.tools.pointer_tuning", *scoring, "--task", "awd_cache_pointer",
                    "--pointer-window", str(c.pointer_window), *spec.pointer, "--json", str(folder / "pointer.json")]
         run_step(f"{spec.name} pointer", pointer, folder / "pointer.log")
     return report.model_row(spec.name, folder, trained, spec.notes)

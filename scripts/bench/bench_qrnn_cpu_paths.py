@@ -10,7 +10,7 @@ rotating order, so that a machine whose load changes slows them alike; each roun
 median of `--updates` updates, the reported ratio the median over rounds of the per-round ratios.
 Not a test.
 
-    python scripts/bench_qrnn_cpu_paths.py --rounds 7 --updates 3
+    python scripts/bench/bench_qrnn_cpu_paths.py --rounds 7 --updates 3
 
 Measured figures: awd_fairseq/modules/onednn_linear.py's docstring.
 """
@@ -28,6 +28,7 @@ import awd_fairseq  # noqa: F401  (registers the model and criterion)
 from awd_fairseq.criterions.awd_split_cross_entropy import AWDSplitCrossEntropyCriterion
 from awd_fairseq.models.qrnn import QRNNConfig, QRNNLanguageModel
 from awd_fairseq.modules import onednn_linear, qrnn
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("scripts.bench_qrnn_cpu_paths")
 
@@ -96,7 +97,7 @@ def cli_main() -> None:
     parser.add_argument("--vocab", type=int, default=10000, help="vocabulary size (PTB's 10k)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s", force=True)
+    setup_logging()
     main(args)
 
 

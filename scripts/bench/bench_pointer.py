@@ -6,15 +6,15 @@ size 1, times in one process
   plain     fairseq-eval-lm's own loop (eval_lm + SequenceScorer), task awd_language_modeling;
   ours      the same loop with task awd_cache_pointer (CachePointerLM), default warm-up rule, then
             with --pointer-skip-chunk-start (pointer.py's rule);
-  original  salesforce/awd-lstm-lm pointer.py's per-token loop (awd_fairseq/bench/reference_loops.py)
+  original  salesforce/awd-lstm-lm pointer.py's per-token loop (awd_fairseq/tools/bench/reference_loops.py)
             on the same model outputs, window by window; its perplexity must equal ours with
             pointer.py's rule.
 plain and ours alternate --repeats times (the run of each with the least CPU time is reported).
 Wall and process CPU seconds are both printed: on a loaded machine the CPU seconds are the steadier.
 
-    python scripts/bench_pointer.py data-bin/ptb --path ckpt.pt --gen-subset test \\
+    python scripts/bench/bench_pointer.py data-bin/ptb --path ckpt.pt --gen-subset test \\
         --pointer-window 500 --pointer-theta 1.0 --pointer-lambda 0.1
-    python scripts/bench_pointer.py data-bin/wikitext-2 --path ckpt.pt --gen-subset test --slice-tokens 4500 \\
+    python scripts/bench/bench_pointer.py data-bin/wikitext-2 --path ckpt.pt --gen-subset test --slice-tokens 4500 \\
         --pointer-window 3785 --pointer-theta 0.662 --pointer-lambda 0.1279
 
 `simulate`: WikiText-103 scale without a model. A synthetic stream (Zipf-distributed words over
@@ -22,7 +22,7 @@ the vocabulary, random last-layer outputs, the unigram log-probability as the mo
 CachePointer window by window, each length in a fresh process: pointer time and the process's peak
 resident memory per stream length.
 
-    python scripts/bench_pointer.py simulate --tokens 25000,50000,100000,200000 --vocab 267735 --window 3785
+    python scripts/bench/bench_pointer.py simulate --tokens 25000,50000,100000,200000 --vocab 267735 --window 3785
 
 Run with OMP_NUM_THREADS=1 on a shared machine: small operations with several threads mostly wait
 for each other there.
@@ -38,8 +38,9 @@ import time
 
 import torch
 
-from awd_fairseq.bench.reference_loops import original_pointer_chunk
-from awd_fairseq.eval_lm_cli import eval_lm_parser, load_eval_lm_models, parse_eval_lm_args
+from awd_fairseq.tools.bench.reference_loops import original_pointer_chunk
+from awd_fairseq.tools.eval_lm_cli import eval_lm_parser, load_eval_lm_models, parse_eval_lm_args
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("scripts.bench_pointer")
 
@@ -235,7 +236,7 @@ def main(args) -> None:
 
 
 def cli_main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     if sys.argv[1:2] == ["simulate"]:
         args = simulate_parser().parse_args(sys.argv[2:])
         args.mode, args.argv = "simulate", sys.argv[2:]

@@ -3,7 +3,7 @@ benkrause/dynamic-evaluation's per-parameter update loop, on the same checkpoint
 the same run: perplexity of each (they must agree to 1e-4, relative), the time spent in the
 update and the whole evaluation's time, and their ratios. Takes fairseq-eval-lm's arguments:
 
-    python scripts/bench_dyneval.py data-bin/ptb --path checkpoints/ptb/checkpoint_best.pt \\
+    python scripts/bench/bench_dyneval.py data-bin/ptb --path checkpoints/ptb/checkpoint_best.pt \\
         --gen-subset valid --bptt 5 --bench-segments 2000 --rounds 2
 
 The two run alternately (`--rounds` times each) so that a change in the machine's load affects
@@ -18,6 +18,7 @@ import torch
 
 import awd_fairseq  # noqa: F401  (registers the task)
 from awd_fairseq.modules.dynamic_eval import DynamicEvalUpdate
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("bench_dyneval")
 
@@ -121,7 +122,7 @@ def cli_main():
     parser = options.get_eval_lm_parser(default_task="awd_dynamic_eval")
     parser.add_argument("--bench-segments", type=int, default=0, help="segments of the split to run (0: all)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each update, alternating")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     main(options.parse_args_and_arch(parser))
 
 

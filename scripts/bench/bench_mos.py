@@ -11,7 +11,7 @@ Each variant runs in its own process; the peak is the process's resident-memory 
 (VmHWM) above its resident memory once the inputs exist; the time, the best step over
 `--rounds` processes per variant, run in alternating order. Not a test.
 
-    python scripts/bench_mos.py --steps 2 --rounds 2
+    python scripts/bench/bench_mos.py --steps 2 --rounds 2
 """
 import argparse
 import json

@@ -1,6 +1,6 @@
 """Time the cache-pointer math: awd-lstm-lm pointer.py's per-token loop against CachePointer.score.
 
-The original (salesforce/awd-lstm-lm pointer.py, restated in awd_fairseq/bench/reference_loops.py) keeps a (window, V) one-hot
+The original (salesforce/awd-lstm-lm pointer.py, restated in awd_fairseq/tools/bench/reference_loops.py) keeps a (window, V) one-hot
 history of next words and, for every token, computes ptr_dist = (attn * one_hot).sum(0) over the
 whole vocabulary. CachePointer scores a chunk at once with an O(window) masked sum per token.
 
@@ -9,7 +9,7 @@ uses the cache) and then score one chunk of `tokens` positions; the model's soft
 beforehand for both, so only the pointer math is timed. Both use pointer.py's exact rule
 (skip_chunk_start=True), and the script checks they give the same loss.
 
-    python scripts/bench_pointer_math.py   # PTB- and WT2-like, ~15 min on 2 cores
+    python scripts/bench/bench_pointer_math.py   # PTB- and WT2-like, ~15 min on 2 cores
 """
 
 import argparse
@@ -19,8 +19,9 @@ import time
 
 import torch
 
-from awd_fairseq.bench.reference_loops import one_hot, original_pointer_chunk
+from awd_fairseq.tools.bench.reference_loops import one_hot, original_pointer_chunk
 from awd_fairseq.modules.cache_pointer import CachePointer
+from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("scripts.bench_pointer_math")
 
@@ -91,7 +92,7 @@ def cli_main() -> None:
     parser.add_argument("--hidden-size", type=int, default=400, help="size of the last layer's output")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic outputs and targets")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     main(args)
 
 

@@ -1,6 +1,6 @@
 """Prepare an awd-lstm-lm corpus as a fairseq ``data-bin`` folder.
 
-Two steps: :func:`awd_fairseq.data.sources.write_raw_splits` writes ``train/valid/test.txt``
+Two steps: :func:`awd_fairseq.tools.data.sources.write_raw_splits` writes ``train/valid/test.txt``
 exactly as awd-lstm-lm ``getdata.sh`` leaves them, then :func:`binarize` runs
 ``fairseq-preprocess --only-source --padding-factor 1`` on them.
 
@@ -22,12 +22,12 @@ import os
 from pathlib import Path
 from typing import Optional
 
-from awd_fairseq.data.sources import CORPORA, SPLITS, write_raw_splits
+from awd_fairseq.tools.data.sources import CORPORA, SPLITS, write_raw_splits
 
 logger = logging.getLogger(__name__)
 
 # The copy of WikiText-2 shipped with the repository (data/wikitext-2/*.txt.xz + SHA256SUMS).
-EMBEDDED_WIKITEXT2 = Path(__file__).resolve().parents[2] / "data" / "wikitext-2"
+EMBEDDED_WIKITEXT2 = Path(__file__).resolve().parents[3] / "data" / "wikitext-2"
 
 _BINARIZED = [f"{s}.{ext}" for s in SPLITS for ext in ("bin", "idx")] + ["dict.txt", "preprocess.log"]
 

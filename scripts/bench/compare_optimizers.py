@@ -16,7 +16,7 @@ every update up to it, and averages from then on:
 Printed: valid perplexity of both arms per epoch from the switch on and their ratio, measured in
 the same run, and the CPU time of the training processes.
 
-    python scripts/compare_optimizers.py --data data-bin/ptb --work-dir /tmp/compare_optimizers
+    python scripts/bench/compare_optimizers.py --data data-bin/ptb --work-dir /tmp/compare_optimizers
 
 `--data` is scripts/prepare_data.py output; a missing folder is prepared from --ptb-raw (the
 getdata.sh splits). The valid losses are read from fairseq-train's `--log-format json` records. To fit a CPU budget of half an hour, `--train-fraction` trains on the first
@@ -25,7 +25,6 @@ validation always uses the whole valid split. A benchmark, not a test.
 """
 import argparse
 import logging
-import os
 import resource
 import shutil
 import subprocess
@@ -34,10 +33,10 @@ import time
 from pathlib import Path
 
 import awd_fairseq
-from awd_fairseq import fairseq_logs
+from awd_fairseq.tools import fairseq_logs
 from awd_fairseq.optim.nonmono import NonMonotoneTrigger
+from awd_fairseq.tools.cli import USER_DIR, setup_logging
 
-USER_DIR = os.path.dirname(awd_fairseq.__file__)
 SWITCH = "NT-ASGD: switching to averaged SGD"
 logger = logging.getLogger("scripts.compare_optimizers")
 
@@ -93,7 +92,7 @@ def train_subset(data: Path, fraction: float, out: Path) -> Path:
 
 def main(args: argparse.Namespace) -> None:
     if not (args.data / "dict.txt").exists():
-        from awd_fairseq.data.prepare import prepare_corpus
+        from awd_fairseq.tools.data.prepare import prepare_corpus
 
         if args.ptb_raw is None:
             sys.exit(f"no prepared PTB at {args.data}: pass --ptb-raw DIR (raw PTB) or --data")
@@ -169,7 +168,7 @@ def cli_main(argv=None) -> None:
     if args.switch_epoch and not 2 <= args.switch_epoch <= args.epochs:
         parser.error("--switch-epoch must be 0 or lie in 2 .. --epochs")
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     main(args)
 
 

@@ -1,13 +1,13 @@
 """Time the forget-mult implementations on the CPU against pytorch-qrnn's CPU loop, all in one
 process on the same inputs, interleaved round by round so that a busy machine slows them alike
-(scripts/bench_forget_mult.py, scripts/bench_qrnn_vs_lstm.py)."""
+(scripts/bench/bench_forget_mult.py, scripts/bench/bench_qrnn_vs_lstm.py)."""
 import logging
 import statistics
 import time
 
 import torch
 
-from ..modules.forget_mult import forget_mult_reference, forget_mult_torch
+from awd_fairseq.modules.forget_mult import forget_mult_reference, forget_mult_torch
 from .reference_loops import pytorch_qrnn_cpu_forget_mult
 
 logger = logging.getLogger(__name__)

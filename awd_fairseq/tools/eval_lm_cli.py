@@ -1,5 +1,5 @@
 """fairseq-eval-lm's command line for scripts that take its arguments (scripts/pointer_search.py,
-scripts/bench_pointer.py): its parser with `--task awd_cache_pointer` as the default, and the
+scripts/bench/bench_pointer.py): its parser with `--task awd_cache_pointer` as the default, and the
 checkpoint loading fairseq_cli/eval_lm.py does, returning the task's CachePointerLM wrappers."""
 import torch
 

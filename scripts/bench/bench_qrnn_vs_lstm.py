@@ -1,9 +1,9 @@
 """QRNN against AWD-LSTM on real PTB, in one run: training tokens/s of each through fairseq-train
 with the original's PTB recipes (both at batch size 20), then the forget-mult alone against
-pytorch-qrnn's CPU loop (scripts/bench_forget_mult.py). Not a test.
+pytorch-qrnn's CPU loop (scripts/bench/bench_forget_mult.py). Not a test.
 
-    python scripts/bench_qrnn_vs_lstm.py --threads 1 --updates 60 --rounds 3     # CPU, ~1 h
-    python scripts/bench_qrnn_vs_lstm.py --device cuda --updates 200 --rounds 2   # on a GPU
+    python scripts/bench/bench_qrnn_vs_lstm.py --threads 1 --updates 60 --rounds 3     # CPU, ~1 h
+    python scripts/bench/bench_qrnn_vs_lstm.py --device cuda --updates 200 --rounds 2   # on a GPU
 
 The two fairseq-train runs alternate, `--rounds` times each, so that a machine whose load changes
 slows both alike; each run trains `--updates` updates from scratch and fairseq logs words/s every
@@ -24,10 +24,10 @@ import tempfile
 from pathlib import Path
 
 import awd_fairseq
-from awd_fairseq import fairseq_logs
-from awd_fairseq.bench import forget_mult_timing
+from awd_fairseq.tools import fairseq_logs
+from awd_fairseq.tools.bench import forget_mult_timing
+from awd_fairseq.tools.cli import USER_DIR, setup_logging
 
-USER_DIR = os.path.dirname(awd_fairseq.__file__)
 logger = logging.getLogger("scripts.bench_qrnn_vs_lstm")
 
 COMMON = ["--task", "awd_language_modeling", "--criterion", "awd_split_cross_entropy", "--optimizer", "nt_asgd",
@@ -130,7 +130,7 @@ def main(args: argparse.Namespace) -> None:
     if not Path(args.data_bin, "train.bin").exists():
         if args.ptb is None:
             raise SystemExit(f"no binarized PTB at {args.data_bin}: pass --ptb DIR (raw PTB) or --data-bin")
-        from awd_fairseq.data.prepare import prepare_corpus
+        from awd_fairseq.tools.data.prepare import prepare_corpus
 
         prepare_corpus("ptb", source=Path(args.ptb), out_dir=Path(args.data_bin))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -175,7 +175,7 @@ def cli_main() -> None:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where fairseq-train runs")
     parser.add_argument("--forget-mult-rounds", type=int, default=30, help="rounds of the forget-mult timing")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     main(args)
 
 

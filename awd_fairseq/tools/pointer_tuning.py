@@ -5,7 +5,7 @@ One forward pass per split keeps every window's last-layer features and target l
 each theta then costs one pointer pass and each lambda one elementwise mix. Takes
 fairseq-eval-lm's arguments (`--task awd_cache_pointer` by default) and writes a JSON summary:
 
-    python -m awd_fairseq.compare.pointer_tuning data-bin/ptb --path checkpoints/ptb/checkpoint_best.pt \\
+    python -m awd_fairseq.tools.pointer_tuning data-bin/ptb --path checkpoints/ptb/checkpoint_best.pt \\
         --pointer-window 500 --json pointer.json
 """
 import json
@@ -15,7 +15,8 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch
 
-from ..eval_lm_cli import eval_lm_parser, load_eval_lm_models, parse_eval_lm_args
+from .cli import setup_logging
+from .eval_lm_cli import eval_lm_parser, load_eval_lm_models, parse_eval_lm_args
 from ..modules.cache_pointer import CachePointer, mix_with
 from ..tasks.cache_pointer_lm import window_outputs
 
@@ -90,7 +91,7 @@ def cli_main() -> None:
     parser.add_argument("--valid-subset-name", default="valid", help="the split to tune on")
     parser.add_argument("--test-subset-name", default="test", help="the split to report")
     parser.add_argument("--json", default=None, help="write the result here")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    setup_logging()
     main(parse_eval_lm_args(parser))
 
 

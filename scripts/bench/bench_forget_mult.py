@@ -1,21 +1,21 @@
 """Time the forget-mult recurrence on the CPU: the original's CPU fallback against our paths.
 
-    python scripts/bench_forget_mult.py --threads 1   # PTB QRNN size, ~1 min
+    python scripts/bench/bench_forget_mult.py --threads 1   # PTB QRNN size, ~1 min
 
 All candidates run in the same process on the same inputs (T=70, B=20, H=1550: the awd-lstm-lm
 PTB QRNN's bptt, batch and hidden size), interleaved round by round so that a busy machine slows
 them alike; each figure is the minimum (and the median) over the rounds, forward alone (no grad)
 and forward + backward (``torch.autograd.grad`` of all three inputs). The baseline is the loop
 salesforce/pytorch-qrnn runs on the CPU (``torchqrnn/forget_mult.py`` ``CPUForgetMult``), restated
-in awd_fairseq/bench/reference_loops.py with its own convention, h_t = f_t * x_t + (1 - f_t) * h_{t-1}:
-it is given 1 - f. The timing harness is awd_fairseq/bench/forget_mult_timing.py.
+in awd_fairseq/tools/bench/reference_loops.py with its own convention, h_t = f_t * x_t + (1 - f_t) * h_{t-1}:
+it is given 1 - f. The timing harness is awd_fairseq/tools/bench/forget_mult_timing.py.
 """
 import argparse
-import logging
 
 import torch
 
-from awd_fairseq.bench.forget_mult_timing import measure, report
+from awd_fairseq.tools.bench.forget_mult_timing import measure, report
+from awd_fairseq.tools.cli import setup_logging
 
 
 def main(args: argparse.Namespace) -> None:
@@ -32,7 +32,7 @@ def cli_main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="timed rounds after two warm-up rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 on a shared machine)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     main(args)
 
 

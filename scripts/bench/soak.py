@@ -12,8 +12,8 @@ minimum / median / maximum of each quarter of the run, and the least-squares slo
 updates after the warm-up (`--warmup-fraction` of the updates) and over the second half. A leak
 raises the maximum of every quarter; the allocator settling into its working set does not.
 
-    python scripts/soak.py --work-dir /tmp/soak                     # a slice of the embedded WikiText-2
-    python scripts/soak.py --data data-bin/ptb --work-dir /tmp/soak # any fairseq-preprocess output
+    python scripts/bench/soak.py --work-dir /tmp/soak                     # a slice of the embedded WikiText-2
+    python scripts/bench/soak.py --data data-bin/ptb --work-dir /tmp/soak # any fairseq-preprocess output
 
 Extra fairseq-train arguments go after `--`. Linux only (/proc). A measurement, not a test.
 """
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import awd_fairseq
-from awd_fairseq.data.prepare import EMBEDDED_WIKITEXT2, binarize
+from awd_fairseq.tools.data.prepare import EMBEDDED_WIKITEXT2, binarize
 
 UPDATE = re.compile(r"num_updates[= ](\d+)")
 VALID = re.compile(r"\| valid \| epoch (\d+) \| valid on 'valid' subset \| loss ([\d.]+)")

@@ -3,26 +3,21 @@ each stage: train (main.py), fine-tune (finetune.py), fairseq-eval-lm on the tes
 cache pointer (pointer.py). Training and fine-tuning are the YAML recipes beside this file; the
 scoring stages are fairseq-eval-lm flags, kept here (fairseq-eval-lm reads no hydra config).
 
-    from awd_fairseq.config import recipes
+    from awd_fairseq.tools import recipes
     cfg = recipes.compose("ptb_qrnn", ["task.data=data-bin/ptb"])    # as fairseq-hydra-train resolves it
     recipes.stage_commands(recipes.RECIPES["ptb_qrnn"], "data-bin/ptb", "checkpoints/ptb_qrnn")
 
 A new recipe is a `recipe/<name>.yaml` (its values), a `<name>.yaml` entry point selecting it, a
 `<name>_finetune` pair if it has a fine-tuning stage, and one `Recipe` below.
 """
-import shutil
-import sys
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
+from .cli import CONFIG_DIR, USER_DIR, fairseq_tool
 from .flags import train_flags
-
-CONFIG_DIR = Path(__file__).resolve().parent
-USER_DIR = CONFIG_DIR.parent
 
 # pointer.py's lines in the original README (--window, --theta, --lambdasm, --bptt)
 POINTER_PTB = {"pointer_window": 500, "pointer_theta": 1.0, "pointer_lambda": 0.1, "bptt": 5000}
@@ -83,11 +78,6 @@ def fairseq_train_args(config_name: str, overrides: Sequence[str] = ()) -> List[
     return train_flags(compose(config_name, overrides))
 
 
-def _tool(name: str) -> str:
-    """The fairseq entry point of this Python's environment, else the one on PATH."""
-    beside = Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else (shutil.which(name) or name)
-
 
 def stage_commands(
     recipe: Recipe, data: str, save_dir: str, overrides: Sequence[str] = (), argparse: bool = False,
@@ -107,12 +97,12 @@ def stage_commands(
     commands = {}
     for stage, (config_name, config_overrides) in stages.items():
         if argparse:
-            commands[stage] = [_tool("fairseq-train"), *fairseq_train_args(config_name, config_overrides)]
+            commands[stage] = [fairseq_tool("fairseq-train"), *fairseq_train_args(config_name, config_overrides)]
         else:
-            commands[stage] = [_tool("fairseq-hydra-train"), "--config-dir", str(CONFIG_DIR),
+            commands[stage] = [fairseq_tool("fairseq-hydra-train"), "--config-dir", str(CONFIG_DIR),
                                "--config-name", config_name, *config_overrides]
     best = f"{finetuned if recipe.finetune else save_dir}/checkpoint_best.pt"
-    eval_lm = [_tool("fairseq-eval-lm"), data, "--user-dir", user_dir, "--path", best, "--gen-subset", "test"]
+    eval_lm = [fairseq_tool("fairseq-eval-lm"), data, "--user-dir", user_dir, "--path", best, "--gen-subset", "test"]
     commands["eval"] = [*eval_lm, "--task", "awd_language_modeling"]
     if recipe.pointer:
         pointer = [f"--{k.replace('_', '-')}={v}" for k, v in recipe.pointer.items()]

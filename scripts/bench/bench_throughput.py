@@ -3,9 +3,9 @@ PyTorch loop of the same model and batch, and against fairseq's built-in `lstm_l
 sizes, all in one run on real PTB (salesforce/awd-lstm-lm: batch 20, bptt 70, SGD lr 30, clip
 0.25). Prints tokens/s, peak memory (max RSS) and the ratios. Not a test.
 
-    python scripts/bench_throughput.py --data-bin data-bin/ptb --rounds 3
+    python scripts/bench/bench_throughput.py --data-bin data-bin/ptb --rounds 3
 
-The bare loop is awd_fairseq/bench/bare_awd_lstm.py, run as a process of its own.
+The bare loop is awd_fairseq/tools/bench/bare_awd_lstm.py, run as a process of its own.
 """
 import argparse
 import json
@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 import awd_fairseq
-from awd_fairseq import fairseq_logs
+from awd_fairseq.tools import fairseq_logs
+from awd_fairseq.tools.cli import USER_DIR, setup_logging
 
-USER_DIR = os.path.dirname(awd_fairseq.__file__)
 PEAK = "import atexit, resource; atexit.register(lambda: print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, flush=True)); "
 logger = logging.getLogger("scripts.bench_throughput")
 
@@ -53,7 +53,7 @@ def main(args: argparse.Namespace) -> None:
     if not Path(args.data_bin, "train.bin").exists():
         if args.ptb is None:
             raise SystemExit(f"no binarized PTB at {args.data_bin}: pass --ptb DIR (raw PTB) or --data-bin")
-        from awd_fairseq.data.prepare import prepare_corpus
+        from awd_fairseq.tools.data.prepare import prepare_corpus
 
         prepare_corpus("ptb", source=Path(args.ptb), out_dir=Path(args.data_bin))
     tmp = tempfile.mkdtemp()
@@ -70,7 +70,7 @@ def main(args: argparse.Namespace) -> None:
         return fairseq_wps(text), peak
 
     def bare():
-        text, peak = run("awd_fairseq.bench.bare_awd_lstm", [args.data_bin, args.updates, args.interval])
+        text, peak = run("awd_fairseq.tools.bench.bare_awd_lstm", [args.data_bin, args.updates, args.interval])
         return marker(text, "BARE_WPS"), peak
 
     runs = {"awd_lstm via fairseq-train": [], "bare PyTorch loop": []}
@@ -114,7 +114,7 @@ def cli_main() -> None:
     args = ap.parse_args()
     if args.updates <= args.interval or args.lstm_lm_updates <= 5:
         ap.error("--updates must exceed --interval (the first interval is warm-up) and --lstm-lm-updates must exceed 5")
-    logging.basicConfig(level=logging.INFO, format="%(message)s", force=True)
+    setup_logging()
     main(args)
 
 

@@ -1,6 +1,6 @@
 """fairseq-eval-lm against a bare PyTorch loop over the same weights, in the same run.
 
-    python scripts/bench_eval_lm.py --wt2 data-bin/wikitext-2 --ptb data-bin/ptb --rounds 3
+    python scripts/bench/bench_eval_lm.py --wt2 data-bin/wikitext-2 --ptb data-bin/ptb --rounds 3
 
 For each model (the demo AWD-LSTM on WikiText-2 valid: 64/256, 2 layers, split softmax 2000,10000;
 a PTB-sized awd_lstm and qrnn, 200/400, 3 layers, on PTB valid) the script writes a checkpoint
@@ -30,7 +30,8 @@ import time
 
 import torch
 
-from awd_fairseq.fairseq_logs import eval_lm_summary
+from awd_fairseq.tools.fairseq_logs import eval_lm_summary
+from awd_fairseq.tools.cli import USER_DIR, setup_logging
 
 logger = logging.getLogger("bench_eval_lm")
 
@@ -40,7 +41,6 @@ MODELS = {  # name -> (data flag, arch, model flags)
     "ptb_awd_lstm": ("ptb", "awd_lstm", ["--emsize", "200", "--nhid", "400", "--nlayers", "3"]),
     "ptb_qrnn": ("ptb", "qrnn", ["--emsize", "200", "--nhid", "400", "--nlayers", "3"]),
 }
-USER_DIR = os.path.join(os.path.dirname(os.path.abspath(__import__("awd_fairseq").__file__)))
 
 
 def _run(cmd, threads):
@@ -187,7 +187,7 @@ def main(args):
 
 
 def cli_main():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    setup_logging()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wt2", default="data-bin/wikitext-2", help="WikiText-2 data-bin (scripts/prepare_data.py)")
     parser.add_argument("--ptb", default="data-bin/ptb", help="PTB data-bin (scripts/prepare_data.py ptb --from ...)")

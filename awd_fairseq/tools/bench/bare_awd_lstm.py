@@ -1,8 +1,8 @@
 """The PTB AWD-LSTM recipe as a bare PyTorch training loop (salesforce/awd-lstm-lm model.py
 `RNNModel` and main.py `train()`, written plainly, no fairseq in the loop): the reference that
-scripts/bench_throughput.py measures fairseq-train's overhead against. Run as a process of its own:
+scripts/bench/bench_throughput.py measures fairseq-train's overhead against. Run as a process of its own:
 
-    python -m awd_fairseq.bench.bare_awd_lstm DATA_BIN UPDATES INTERVAL
+    python -m awd_fairseq.tools.bench.bare_awd_lstm DATA_BIN UPDATES INTERVAL
 
 prints `BARE_WPS <tokens/s>` over the updates after the first INTERVAL (warm-up, as the first
 interval of fairseq's logs is left out).

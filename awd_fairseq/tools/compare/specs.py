@@ -25,7 +25,7 @@ fairseq's own `transformer_lm` and `lstm_lm`.
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ..config import recipes
+from .. import recipes
 
 # fairseq-eval-lm windows of the fairseq models: (scored block, context before it); their sum is the
 # transformer's training length (its position limit)

@@ -4,7 +4,7 @@ tokens/s next to fp32's. fp32 runs twice (two seeds): the gap between its two ru
 a mixed-precision run's losses are held to.
 
 On a GPU session (PTB binarized first: python scripts/prepare_data.py ptb --from ../shared/data/ptb):
-    python scripts/check_mixed_precision_cuda.py data-bin/ptb --updates 300
+    python scripts/bench/check_mixed_precision_cuda.py data-bin/ptb --updates 300
 Prints one table row per run and a verdict line per model; exits non-zero when a precision fails to
 train or its losses fall outside max(3 x the fp32 seed gap, --min-tolerance) bits of fp32's. On the
 CPU fairseq-train refuses --fp16 / --amp / --bf16 (see awd_fairseq/models/checks.py), so this
@@ -18,11 +18,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from awd_fairseq import fairseq_logs
+from awd_fairseq.tools import fairseq_logs
+from awd_fairseq.tools.cli import USER_DIR, setup_logging
 
 logger = logging.getLogger("check_mixed_precision_cuda")
 
-USER_DIR = str(Path(__file__).resolve().parents[1] / "awd_fairseq")
 PRECISIONS = {"fp32": [], "fp16": ["--fp16"], "amp": ["--amp"], "bf16": ["--bf16"]}
 # the original README's PTB recipes, shortened (their full commands: README.md)
 MODELS = {
@@ -102,7 +102,7 @@ def main(args) -> int:
 
 
 def cli_main():
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s | %(message)s")
+    setup_logging()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="PTB binarized (scripts/prepare_data.py ptb)")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
