@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from awd_fairseq.tools import recipes
-from awd_fairseq.models.awd_lstm import ARCH_OVERRIDES, parse_cutoffs
+from awd_fairseq.models.awd_lstm import parse_cutoffs
 
 # The original README, "Experiments": recipe -> its main.py / finetune.py / pointer.py lines
 ORIGINAL = {
@@ -143,7 +143,7 @@ OTHER_TABLES = {  # tests/test_mixture_of_softmaxes_recipes.py (zihangdai/mos)
 
 
 def test_every_recipe_is_in_the_table():
-    entry_points = {p.stem for p in recipes.CONFIG_DIR.glob("*.yaml")}
+    entry_points = {p.stem for p in (recipes.CONFIG_DIR / "recipe").glob("*.yaml")}
     assert set(ORIGINAL) | set(OTHER_TABLES) == set(recipes.RECIPES)
     assert entry_points == {n for n, stage in CASES for n in [n + ("_finetune" if stage == "finetune" else "")]} | set().union(*OTHER_TABLES.values())
     for name, lines in ORIGINAL.items():
@@ -171,20 +171,42 @@ def test_pointer_stage_matches_pointer_py(name):
     assert model_kind(recipes.compose(name, ["task.data=x"])) == orig["model"]
 
 
-def test_named_architectures_have_one_set_of_values():
-    """config/model/<arch>.yaml (hydra) holds the model's dataclass defaults with exactly the
-    architecture's ARCH_OVERRIDES (argparse), every field listed."""
+def test_config_files_hold_only_what_differs_from_the_defaults():
+    """Every task / model / criterion / optimizer / lr_scheduler value a YAML file sets differs from
+    the dataclass default it would otherwise get (a named architecture's base: its model's), and
+    every architecture of our models has its file."""
     import dataclasses
 
-    from fairseq.models import ARCH_MODEL_INV_REGISTRY, MODEL_DATACLASS_REGISTRY
+    from fairseq.models import ARCH_MODEL_INV_REGISTRY, ARCH_MODEL_NAME_REGISTRY, MODEL_DATACLASS_REGISTRY
+    from fairseq.registry import REGISTRIES
+    from fairseq.tasks import TASK_DATACLASS_REGISTRY
 
-    ours = {a: m for m in ("awd_lstm", "qrnn", "awd_lstm_mos") for a in ARCH_MODEL_INV_REGISTRY[m]}
-    files = {p.stem: OmegaConf.to_container(OmegaConf.load(p)) for p in (recipes.CONFIG_DIR / "model").glob("*.yaml")}
-    assert set(files) == set(ours)
-    for arch, values in files.items():
-        assert values.pop("_name") == arch
-        defaults = {f.name: f.default for f in dataclasses.fields(MODEL_DATACLASS_REGISTRY[ours[arch]]) if f.name != "_name"}
-        assert values == {**defaults, **ARCH_OVERRIDES.get(arch, {})}, arch
+    def defaults(group, name):
+        registry = {"task": TASK_DATACLASS_REGISTRY, "model": MODEL_DATACLASS_REGISTRY}.get(group)
+        dc = (registry or REGISTRIES[group]["dataclass_registry"])[ARCH_MODEL_NAME_REGISTRY.get(name, name)]
+        return {f.name: f.default for f in dataclasses.fields(dc)}
+
+    ours = {a for m in ("awd_lstm", "qrnn", "awd_lstm_mos") for a in ARCH_MODEL_INV_REGISTRY[m]}
+    assert {p.stem for p in (recipes.CONFIG_DIR / "model").glob("*.yaml")} == ours
+    checked = 0
+    for path in recipes.CONFIG_DIR.rglob("*.yaml"):
+        data = OmegaConf.to_container(OmegaConf.load(path))
+        groups = {"model": data} if path.parent.name == "model" else data
+        # the component a group configures: named in the file, else in the recipe it composes (the
+        # shared awd/finetune.yaml: finetune.py's averaged SGD, nt_asgd)
+        composed = recipes.compose(path.stem, ["task.data=x", "checkpoint.finetune_from_model=x"]) \
+            if path.parent.name == "recipe" else {"optimizer": {"_name": "nt_asgd"}, "task": {"_name": "awd_language_modeling"}}
+        for group, values in groups.items():
+            if group not in ("task", "model", "criterion", "optimizer", "lr_scheduler"):
+                continue
+            name = values.get("_name") or composed[group]["_name"]
+            base = defaults(group, name)
+            for key, value in values.items():
+                if key not in ("_name", "data"):
+                    checked += 1
+                    assert value != base[key] and not (isinstance(base[key], tuple) and list(base[key]) == value), \
+                        f"{path.name}: {group}.{key}: {value} is the default"
+    assert checked > 10
 
 
 def _argparse_config(args):
@@ -195,7 +217,7 @@ def _argparse_config(args):
     return convert_namespace_to_omegaconf(options.parse_args_and_arch(parser, args))
 
 
-@pytest.mark.parametrize("config", sorted(p.stem for p in recipes.CONFIG_DIR.glob("*.yaml")))
+@pytest.mark.parametrize("config", sorted(p.stem for p in (recipes.CONFIG_DIR / "recipe").glob("*.yaml")))
 def test_hydra_and_argparse_give_the_same_configuration(config, tmp_path):
     overrides = ["task.data=" + str(tmp_path), f"checkpoint.save_dir={tmp_path}/ck"]
     if config.endswith("_finetune"):
@@ -214,7 +236,7 @@ def test_hydra_and_argparse_give_the_same_configuration(config, tmp_path):
 def test_flags_name_the_architecture_not_its_values():
     flags = recipes.fairseq_train_args("enwik8_awd_lstm", ["task.data=x"])
     assert flags[flags.index("--arch") + 1] == "awd_lstm_enwik8" and "--nhid" not in flags
-    flags = recipes.fairseq_train_args("enwik8_awd_lstm", ["task.data=x", "model.nhid=64"])
+    flags = recipes.fairseq_train_args("enwik8_awd_lstm", ["task.data=x", "++model.nhid=64"])
     assert flags[flags.index("--nhid") + 1] == "64"
 
 
@@ -226,3 +248,4 @@ def test_stage_commands(tmp_path):
     assert "--pointer-window=500" in cmds["pointer"] and "--bptt=5000" in cmds["pointer"]
     assert list(recipes.stage_commands(recipes.RECIPES["enwik8_awd_lstm"], "d", "c")) == ["train", "eval"]
     assert Path(cmds["train"][cmds["train"].index("--config-dir") + 1]) == recipes.CONFIG_DIR
+    assert cmds["finetune"][cmds["finetune"].index("--config-name") + 1:][:2] == ["awd", "recipe=ptb_qrnn_finetune"]

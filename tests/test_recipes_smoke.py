@@ -13,7 +13,8 @@ from awd_fairseq.tools import recipes
 
 from conftest import REPO, _head, make_data_bin
 
-TINY = ["model.emsize=16", "model.nhid=16", "dataset.batch_size=4", "task.bptt=10", "optimization.max_update=2",
+# ++: set whether or not the recipe lists the field (task and model fields it leaves at their default it does not)
+TINY = ["++model.emsize=16", "++model.nhid=16", "dataset.batch_size=4", "++task.bptt=10", "optimization.max_update=2",
         "common.cpu=true", "common.log_interval=1"]
 
 
@@ -51,7 +52,7 @@ def test_recipe_runs_every_stage(name, micro_bin, tmp_path):
         config = name + ("_finetune" if stage == "finetune" else "")
         saved = torch.load(save.parent / (save.name + ("_finetune" if stage == "finetune" else "")) / "checkpoint_best.pt",
                            map_location="cpu", weights_only=False)["cfg"]
-        overrides = [a for a in commands[stage] if "=" in a and not a.startswith("--")]
+        overrides = [a for a in commands[stage] if "=" in a and not a.startswith(("--", "recipe="))]
         composed = recipes.compose(config, overrides)
         assert saved["model"] == OmegaConf.to_container(composed.model), stage
         assert saved["optimizer"]["_name"] == composed.optimizer._name

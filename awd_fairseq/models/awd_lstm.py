@@ -5,23 +5,18 @@ The flags keep the original README's names (`--emsize --nhid --nlayers --dropout
 --dropouti --dropoute --wdrop --tied`), so its commands translate one-to-one; see README.md for
 the mapping of the remaining flags. The dataclass defaults are the original's PTB recipe
 (`python main.py --batch_size 20 --data data/penn --dropouti 0.4 --dropouth 0.25 ...`); the
-named architectures below override only what their recipe changes, and awd_fairseq/config/
-holds every recipe's full training configuration.
+named architectures override only what their recipe changes (models/architectures.py).
 """
-import logging
-from argparse import Namespace
 from dataclasses import dataclass, field
-from typing import Any, Dict
 
 from fairseq.dataclass import FairseqDataclass
-from fairseq.models import FairseqLanguageModel, register_model, register_model_architecture
+from fairseq.models import FairseqLanguageModel, register_model
 
 from ..modules.lstm_layer import LSTMLayer
 from ..modules.split_softmax import default_cutoffs
+from .architectures import named_architecture
 from .checks import check_build
 from .recurrent_decoder import RecurrentLMDecoder
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -127,56 +122,7 @@ class AWDLSTMModel(RecurrentLanguageModel):
         return LSTMLayer(input_size, hidden_size, weight_drop=cfg.wdrop)
 
 
-def named_architecture(model_name: str, arch_name: str, overrides: Dict[str, Any], base: type):
-    """Register `--arch arch_name` for `model_name`: the model's dataclass defaults (`base`) with
-    `overrides`. `ARCH_OVERRIDES[arch_name]` keeps them, and awd_fairseq/config/model/<arch>.yaml
-    gives hydra the same values (tests/test_recipes.py checks that the two agree).
-
-    fairseq applies an architecture function only on the argparse route (`fairseq-train --arch`),
-    where every model flag the user did not give is missing from the namespace. Under
-    fairseq-hydra-train the architecture comes from its config group (`model=awd_lstm_wt2`);
-    `model._name=awd_lstm_wt2` alone selects the name but not the values (fairseq has filled every
-    field by then), which is reported below rather than guessed."""
-    ARCH_OVERRIDES[arch_name] = dict(overrides)
-    defaults = {name: f.default for name, f in base.__dataclass_fields__.items()}
-
-    def apply(args):
-        if isinstance(args, Namespace):
-            for name, value in overrides.items():
-                if not hasattr(args, name):  # model flags are parsed with argparse.SUPPRESS
-                    setattr(args, name, value)
-            return
-        missing = [k for k in overrides if k not in args]
-        for name in missing:  # a partial config (hydra before the plugin's dataclass was merged)
-            args[name] = overrides[name]
-        if not missing and all(args[k] == defaults[k] != v for k, v in overrides.items()):
-            logger.warning(
-                "model._name=%s has %s's defaults, not the architecture's values %s: select the config "
-                "group instead (fairseq-hydra-train ... model=%s)", arch_name, model_name, overrides, arch_name)
-
-    apply.__name__ = arch_name
-    register_model_architecture(model_name, arch_name)(apply)
-    return apply
-
-
-ARCH_OVERRIDES: Dict[str, Dict[str, Any]] = {}
-
-# `--arch awd_lstm` (registered with the model) is the PTB recipe: the dataclass defaults.
-
-# `python main.py --epochs 750 --data data/wikitext-2 --dropouth 0.2 --seed 1882`: dropouti is
-# main.py's default there (0.65).
-named_architecture("awd_lstm", "awd_lstm_wt2", dict(dropouth=0.2, dropouti=0.65), RecurrentLMConfig)
-
-# `main.py --nlayers 3 --emsize 200 --nhid 1000 --dropoute 0 --dropouth 0.25 --dropouti 0.1
-# --dropout 0.1 --wdrop 0.5 ...` (PTB characters)
-named_architecture(
-    "awd_lstm", "awd_lstm_pennchar", dict(emsize=200, nhid=1000, dropoute=0.0, dropouti=0.1, dropout=0.1),
-    RecurrentLMConfig,
-)
-
-# `main.py --nlayers 3 --emsize 400 --nhid 1840 --dropoute 0 --dropouth 0.1 --dropouti 0.1
-# --dropout 0.4 --wdrop 0.2 ...` (enwik8)
-named_architecture(
-    "awd_lstm", "awd_lstm_enwik8", dict(nhid=1840, dropoute=0.0, dropouth=0.1, dropouti=0.1, wdrop=0.2),
-    RecurrentLMConfig,
-)
+# `--arch awd_lstm` (registered with the model) is the PTB recipe: the dataclass defaults. The named
+# architectures' values are in awd_fairseq/config/model/<arch>.yaml.
+for _arch in ("awd_lstm_wt2", "awd_lstm_pennchar", "awd_lstm_enwik8"):
+    named_architecture("awd_lstm", _arch, RecurrentLMConfig)

@@ -24,7 +24,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.models import register_model
 
 from ..modules.mixture_of_softmaxes import DEFAULT_MAX_CHUNK_ELEMENTS, MixtureOfSoftmaxes
-from .awd_lstm import AWDLSTMModel, RecurrentLMConfig, named_architecture
+from .architectures import named_architecture
+from .awd_lstm import AWDLSTMModel, RecurrentLMConfig
 from .qrnn import QRNNConfig, QRNNLanguageModel
 
 
@@ -104,13 +105,6 @@ class QRNNMoSModel(MixtureOfSoftmaxesLM, QRNNLanguageModel):
     pass
 
 
-# `--arch awd_lstm_mos` (registered with the model) is the PTB recipe: the dataclass defaults.
-
-# `python main.py --epochs 1000 --data data/wikitext-2 --save WT2 --dropouth 0.2 --seed 1882
-# --n_experts 15 --nhid 1150 --nhidlast 650 --emsize 300 --batch_size 15 --lr 15.0 --dropoutl 0.29
-# --small_batch_size 5 --max_seq_len_delta 20 --dropouti 0.55 --single_gpu`
-named_architecture(
-    "awd_lstm_mos", "awd_lstm_mos_wt2",
-    dict(emsize=300, nhid=1150, nhidlast=650, dropouth=0.2, dropouti=0.55),
-    AWDLSTMMoSConfig,
-)
+# `--arch awd_lstm_mos` (registered with the model) is the PTB recipe: the dataclass defaults;
+# awd_fairseq/config/model/awd_lstm_mos_wt2.yaml holds the WikiText-2 model's values.
+named_architecture("awd_lstm_mos", "awd_lstm_mos_wt2", AWDLSTMMoSConfig)

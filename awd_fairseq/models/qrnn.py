@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from fairseq.models import register_model
 
 from ..modules.qrnn import QRNNLayer
-from .awd_lstm import RecurrentLanguageModel, RecurrentLMConfig, named_architecture
+from .architectures import named_architecture
+from .awd_lstm import RecurrentLanguageModel, RecurrentLMConfig
 
 
 @dataclass
@@ -60,18 +61,7 @@ class QRNNLanguageModel(RecurrentLanguageModel):
         )
 
 
-# `--arch qrnn` (registered with the model) is the PTB recipe: the dataclass defaults.
-
-
-# `python -u main.py --epochs 500 --data data/wikitext-2 --clip 0.25 --dropouti 0.4 --dropouth 0.2
-# --nhid 1550 --nlayers 4 --seed 4002 --model QRNN --wdrop 0.1 --batch_size 40`
-named_architecture("qrnn", "qrnn_wt2", dict(dropouth=0.2), QRNNConfig)
-
-# `python -u main.py --epochs 14 --nlayers 4 --emsize 400 --nhid 2500 --alpha 0 --beta 0 --dropoute 0
-# --dropouth 0.1 --dropouti 0.1 --dropout 0.1 --wdrop 0 --wdecay 0 --bptt 140 --batch_size 60
-# --optimizer adam --lr 1e-3 --when 12 --model QRNN` (12 hours on one GPU). WikiText-103's 267k words
-# get main.py's split softmax [2800, 20000, 76000] from `--split-softmax-cutoffs auto`.
-named_architecture(
-    "qrnn", "qrnn_wt103", dict(nhid=2500, dropoute=0.0, dropouth=0.1, dropouti=0.1, dropout=0.1, wdrop=0.0),
-    QRNNConfig,
-)
+# `--arch qrnn` (registered with the model) is the PTB recipe: the dataclass defaults. The named
+# architectures' values are in awd_fairseq/config/model/<arch>.yaml.
+for _arch in ("qrnn_wt2", "qrnn_wt103"):
+    named_architecture("qrnn", _arch, QRNNConfig)

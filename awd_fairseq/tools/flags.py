@@ -33,7 +33,7 @@ def group_defaults(group: str, name: str = None) -> Dict[str, Any]:
     from fairseq.registry import REGISTRIES
     from fairseq.tasks import TASK_DATACLASS_REGISTRY
 
-    from ..models.awd_lstm import ARCH_OVERRIDES
+    from awd_fairseq.models.architectures import ARCH_OVERRIDES
 
     if group in PLAIN_GROUPS:
         f = FairseqConfig.__dataclass_fields__[group]

@@ -1,14 +1,15 @@
 """The original README's experiments (salesforce/awd-lstm-lm, "Experiments") and the commands of
 each stage: train (main.py), fine-tune (finetune.py), fairseq-eval-lm on the test split, and the
-cache pointer (pointer.py). Training and fine-tuning are the YAML recipes beside this file; the
-scoring stages are fairseq-eval-lm flags, kept here (fairseq-eval-lm reads no hydra config).
+cache pointer (pointer.py). Training and fine-tuning are the YAML recipes in awd_fairseq/config
+(`--config-name awd recipe=<name>`); the scoring stages are fairseq-eval-lm flags, kept here
+(fairseq-eval-lm reads no hydra config).
 
     from awd_fairseq.tools import recipes
     cfg = recipes.compose("ptb_qrnn", ["task.data=data-bin/ptb"])    # as fairseq-hydra-train resolves it
     recipes.stage_commands(recipes.RECIPES["ptb_qrnn"], "data-bin/ptb", "checkpoints/ptb_qrnn")
 
-A new recipe is a `recipe/<name>.yaml` (its values), a `<name>.yaml` entry point selecting it, a
-`<name>_finetune` pair if it has a fine-tuning stage, and one `Recipe` below.
+A new recipe is a `config/recipe/<name>.yaml` (what differs from the defaults), a
+`<name>_finetune.yaml` beside it if it has a fine-tuning stage, and one `Recipe` below.
 """
 import warnings
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ POINTER_WT2 = {"pointer_window": 3785, "pointer_theta": 0.662, "pointer_lambda":
 
 @dataclass(frozen=True)
 class Recipe:
-    name: str  # the config name (<name>.yaml; <name>_finetune.yaml when `finetune`)
+    name: str  # config/recipe/<name>.yaml (and <name>_finetune.yaml when `finetune`)
     data: str  # the corpus, as scripts/prepare_data.py names it (data-bin/<data>)
     finetune: bool = False
     pointer: Optional[Mapping[str, Any]] = None  # awd_cache_pointer task options
@@ -53,8 +54,16 @@ RECIPES: Dict[str, Recipe] = {
 }
 
 
-def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """The configuration fairseq-hydra-train builds from `--config-name config_name overrides...`:
+ENTRY_POINT = "awd"  # config/awd.yaml: --config-name awd recipe=<name>
+
+
+def hydra_args(recipe_name: str) -> List[str]:
+    """fairseq-hydra-train's arguments that select a recipe."""
+    return ["--config-dir", str(CONFIG_DIR), "--config-name", ENTRY_POINT, f"recipe={recipe_name}"]
+
+
+def compose(recipe_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The configuration fairseq-hydra-train builds from `hydra_args(recipe_name) overrides...`:
     the YAML composed against fairseq's schema (as `hydra_init` registers it), then completed with
     every registered dataclass's defaults (`add_defaults`)."""
     from fairseq.dataclass.initialize import add_defaults, hydra_init
@@ -63,20 +72,19 @@ def compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
 
     from .. import criterions, models, optim, tasks  # noqa: F401  (registries, as --user-dir fills them)
 
-    hydra_init(config_name)
+    hydra_init(ENTRY_POINT)
     GlobalHydra.instance().clear()
     with warnings.catch_warnings():  # hydra deprecates the schema matching that fairseq-hydra-train relies on
         warnings.filterwarnings("ignore", message="(?s).*ConfigStore schema", category=UserWarning)
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.1"):  # as fairseq's hydra_main
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=ENTRY_POINT, overrides=[f"recipe={recipe_name}", *overrides])
     add_defaults(cfg)
     return OmegaConf.create(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
 
 
-def fairseq_train_args(config_name: str, overrides: Sequence[str] = ()) -> List[str]:
+def fairseq_train_args(recipe_name: str, overrides: Sequence[str] = ()) -> List[str]:
     """The `fairseq-train` arguments (data directory first) equivalent to the recipe."""
-    return train_flags(compose(config_name, overrides))
-
+    return train_flags(compose(recipe_name, overrides))
 
 
 def stage_commands(
@@ -99,8 +107,7 @@ def stage_commands(
         if argparse:
             commands[stage] = [fairseq_tool("fairseq-train"), *fairseq_train_args(config_name, config_overrides)]
         else:
-            commands[stage] = [fairseq_tool("fairseq-hydra-train"), "--config-dir", str(CONFIG_DIR),
-                               "--config-name", config_name, *config_overrides]
+            commands[stage] = [fairseq_tool("fairseq-hydra-train"), *hydra_args(config_name), *config_overrides]
     best = f"{finetuned if recipe.finetune else save_dir}/checkpoint_best.pt"
     eval_lm = [fairseq_tool("fairseq-eval-lm"), data, "--user-dir", user_dir, "--path", best, "--gen-subset", "test"]
     commands["eval"] = [*eval_lm, "--task", "awd_language_modeling"]

@@ -18,7 +18,7 @@ fairseq's own `transformer_lm` and `lstm_lm`.
 * The two fairseq models are scored with `--context-window`: blocks of 64 tokens, each seen with
   the 192 tokens before it (256 in all, the transformer's training length).
 * The cache pointer runs under `awd_cache_pointer`; transformer_lm sees each 64-token window with
-  the same 192 tokens of context (`--pointer-context`). Not for lstm_lm: the pointer reads a
+  the same 192 tokens of context (`--stream-context`). Not for lstm_lm: the pointer reads a
   model's last features through `forward(..., features_only=True)`, which fairseq's LSTMDecoder
   does not take.
 """
@@ -42,10 +42,10 @@ SIZES: Dict[str, Dict[str, List[str]]] = {
                     "--decoder-out-embed-dim", "400"],
     },
     "tiny": {
-        "awd_lstm": ["model.emsize=16", "model.nhid=16", "dataset.batch_size=4", "task.bptt=10"],
-        "qrnn": ["model.emsize=16", "model.nhid=16", "dataset.batch_size=4", "task.bptt=10"],
-        "awd_lstm_mos": ["model.emsize=16", "model.nhid=16", "model.nhidlast=16", "model.n_experts=2",
-                         "dataset.batch_size=4", "task.bptt=10"],
+        "awd_lstm": ["++model.emsize=16", "++model.nhid=16", "dataset.batch_size=4", "++task.bptt=10"],
+        "qrnn": ["++model.emsize=16", "++model.nhid=16", "dataset.batch_size=4", "++task.bptt=10"],
+        "awd_lstm_mos": ["++model.emsize=16", "++model.nhid=16", "++model.nhidlast=16", "++model.n_experts=2",
+                         "dataset.batch_size=4", "++task.bptt=10"],
         "transformer_lm": ["--decoder-layers", "1", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
                            "--decoder-attention-heads", "2", "--batch-size", "4", "--tokens-per-sample", "32",
                            "--warmup-updates", "2"],
@@ -78,7 +78,7 @@ def model_specs(data: str, size: str = "recipe", awd_recipe: str = "ptb_awd_lstm
     recurrent_eval = ["--task", "awd_language_modeling", "--test-batch-size", "1"]
     windowed_eval = ["--task", "language_modeling", "--tokens-per-sample", str(block + context),
                      "--context-window", str(context), "--sample-break-mode", "none", "--batch-size", "16"]
-    windowed_pointer = ["--bptt", str(block), "--pointer-context", str(context)]
+    windowed_pointer = ["--bptt", str(block), "--stream-context", str(context)]
 
     def recipe_flags(name, overrides):
         return recipes.fairseq_train_args(name, [f"task.data={data}", *overrides])[1:]
