@@ -3,7 +3,11 @@
 
 Every registering module is imported here explicitly: when this package is imported before
 `--user-dir` is processed (tests, scripts, a pip install), fairseq does not auto-import the
-sub-packages.
+sub-packages. The one process-wide change the import makes is below, by name.
 """
-from . import checkpoint_compat  # noqa: F401  (torch may load checkpoints holding argparse.Namespace)
 from . import criterions, models, optim, tasks  # noqa: F401  (registration side effects)
+from .checkpoint_compat import allow_namespace_in_checkpoints
+
+# fairseq's loaders call torch.load with weights_only=True (torch >= 2.6): let them read the
+# argparse.Namespace that fairseq's --optimizer sgd and pre-hydra checkpoints hold
+allow_namespace_in_checkpoints()

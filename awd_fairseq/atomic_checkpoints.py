@@ -8,7 +8,8 @@ same save, `checkpoint_best.pt` and `checkpoint_last.pt` most of the time, are t
 out-of-memory kill, a preempted job) during that copy leaves a truncated `checkpoint_last.pt`,
 and the restarted run fails to load it ("failed finding central directory").
 
-`install()` makes those copies atomic for local paths: the copy goes to `<dst>.tmp`, which then
+`install()`, called by the training task's `setup_task` (the one place it acts; it replaces
+`PathManager.copy` for the whole process and logs that once), makes those copies atomic for local paths: the copy goes to `<dst>.tmp`, which then
 replaces `<dst>` with `os.replace` (a rename, atomic on POSIX file systems). Paths handled by an
 iopath handler (remote storage) keep fairseq's own copy. A leftover `<name>.tmp` after a kill is
 harmless: the next save overwrites it. Durability against power loss (fsync) is not attempted.
@@ -43,5 +44,7 @@ def install() -> None:
         return atomic_copy(src_path, dst_path)
 
     copy.awd_atomic = True
+    copy.fairseq_copy = fairseq_copy  # what it replaced
     PathManager.copy = staticmethod(copy)
-    logger.debug("checkpoint copies are atomic (tmp file + os.replace)")
+    logger.info("checkpoint copies made atomic: fairseq's PathManager.copy goes through a tmp file and os.replace "
+                "for local paths (awd_fairseq.atomic_checkpoints)")

@@ -17,10 +17,11 @@ A Namespace is a plain attribute bag (its unpickling sets attributes and runs no
 so allowlisting exactly that class keeps the safety of `weights_only` loading while these load.
 Turning `weights_only` off instead would let a checkpoint run arbitrary code when loaded.
 
-`allow_namespace_in_checkpoints()` runs when awd_fairseq is imported, which every fairseq tool does
-(`--user-dir awd_fairseq`) before it reads a checkpoint. On a torch without
-`torch.serialization.add_safe_globals` (before 2.4; those versions default to
-`weights_only=False`, so nothing is refused) it does nothing.
+awd_fairseq/__init__.py calls `allow_namespace_in_checkpoints()`: every fairseq tool imports the
+package (`--user-dir awd_fairseq`) before it reads a checkpoint, and it is the only hook before
+fairseq's own `torch.load`. It changes torch's allowlist for the whole process, and says so in the
+log once. On a torch without `torch.serialization.add_safe_globals` (before 2.4; those versions
+default to `weights_only=False`, so nothing is refused) it does nothing.
 """
 import argparse
 import logging
@@ -37,8 +38,8 @@ def allow_namespace_in_checkpoints() -> bool:
     add_safe_globals = getattr(torch.serialization, "add_safe_globals", None)
     if add_safe_globals is None:
         return False
-    add_safe_globals(list(ALLOWED))
+    if not set(ALLOWED) <= set(torch.serialization.get_safe_globals()):
+        add_safe_globals(list(ALLOWED))
+        logger.info("torch.load(weights_only=True) may now unpickle %s (fairseq checkpoints that hold one): "
+                    "awd_fairseq.checkpoint_compat", ", ".join(f"{c.__module__}.{c.__qualname__}" for c in ALLOWED))
     return True
-
-
-allow_namespace_in_checkpoints()
