@@ -5,7 +5,7 @@ from fairseq-eval-lm's own summary line ("Evaluated N tokens in S s", "Loss (bas
     python scripts/dyneval_table.py data-bin/ptb --path ckpt.pt --out runs/dyneval_ptb --cpu
     python scripts/dyneval_table.py data-bin/ptb --path tr.pt --context 64 --out runs/dyneval_tr --cpu
 
-Steps (each a command whose log and `.done.json` go into --out; a rerun reuses finished steps):
+Steps (each one's log or result goes into --out; a rerun reuses the finished ones):
 
 1. plain: fairseq-eval-lm at batch size 1. A recurrent model (no --context) reads one carried
    stream (`--task awd_language_modeling`, windows of --bptt); a stateless one (transformer_lm,
@@ -13,22 +13,20 @@ Steps (each a command whose log and `.done.json` go into --out; a rerun reuses f
    (`--task language_modeling --context-window C`), the windows dynamic evaluation sees.
 2. pointer: theta and lambda tuned on valid (awd_fairseq.tools.pointer_tuning), then valid and
    test scored with the best pair by fairseq-eval-lm `--task awd_cache_pointer`.
-3. dynamic evaluation: eta and lambda tuned on valid by scripts/dyneval_search.py (the reference's
-   grid, on the first --search-segments segments), then valid and test by fairseq-eval-lm
-   `--task awd_dynamic_eval`; the gradient statistics are computed once and cached.
+3. dynamic evaluation: eta and lambda tuned on valid (awd_fairseq.tools.dyneval_tuning: the
+   reference's grid, on the first --search-segments segments), then valid and test by
+   fairseq-eval-lm `--task awd_dynamic_eval`; the gradient statistics are computed once and cached.
 4. both: `--dyneval-pointer` with the two tuned pairs (each tuned alone).
 """
 import argparse
 import json
 import logging
-import re
-import sys
 from pathlib import Path
 
-from awd_fairseq.tools.compare.runner import run_step
-from awd_fairseq.tools.cli import USER_DIR, fairseq_tool
+from awd_fairseq.tools import dyneval_tuning, pointer_tuning
+from awd_fairseq.tools.cli import USER_DIR, fairseq_tool, setup_logging
+from awd_fairseq.tools.compare.runner import reuse_or_call, run_step
 from awd_fairseq.tools.fairseq_logs import eval_lm_summary
-from awd_fairseq.tools.cli import setup_logging
 
 logger = logging.getLogger("dyneval_table")
 SPLITS = ("valid", "test")
@@ -52,40 +50,37 @@ def plain_flags(args):
 
 def pointer_windows(args):
     if args.context:
-        return ["--bptt", str(args.dyneval_bptt), "--pointer-context", str(args.context)]
+        return ["--bptt", str(args.dyneval_bptt), "--stream-context", str(args.context)]
     return ["--bptt", str(args.bptt)]
 
 
+def checkpoint_args(args):
+    return [args.data, "--path", args.path, "--user-dir", str(USER_DIR), *(["--cpu"] if args.cpu else [])]
+
+
 def tune_pointer(args):
-    out = args.out / "pointer_tuning.json"
-    cmd = [sys.executable, "-m", "awd_fairseq.tools.pointer_tuning", args.data, "--path", args.path, "--user-dir",
-           str(USER_DIR), "--task", "awd_cache_pointer", "--pointer-window", str(args.pointer_window),
-           *pointer_windows(args), *(["--cpu"] if args.cpu else []), "--json", str(out)]
-    run_step("pointer tuning", cmd, args.out / "pointer_tuning.log")
-    result = json.loads(out.read_text())
+    argv = [*checkpoint_args(args), "--task", "awd_cache_pointer", "--pointer-window", str(args.pointer_window),
+            *pointer_windows(args)]
+    result = reuse_or_call("pointer tuning", {"argv": argv}, args.out / "pointer_tuning.json",
+                           lambda: pointer_tuning.tune_checkpoint(argv))
     return result["theta"], result["lambda"]
 
 
 def dyneval_base(args):
-    flags = ["--task", "awd_dynamic_eval", "--bptt", str(args.dyneval_bptt),
+    flags = ["--task", "awd_dynamic_eval", "--dyneval-bptt", str(args.dyneval_bptt),
              "--dyneval-max-segments", str(args.stats_segments)]
-    return flags + (["--dyneval-context", str(args.context)] if args.context else [])
+    return flags + (["--stream-context", str(args.context)] if args.context else [])
 
 
 def tune_dyneval(args):
-    grid = [f for name in ("etas", "lambdas", "epsilons") if getattr(args, name)
-            for f in (f"--{name}", getattr(args, name))]
-    cmd = [sys.executable, str(Path(__file__).with_name("dyneval_search.py")), args.data, "--path", args.path,
-           "--user-dir", str(USER_DIR), *dyneval_base(args), "--search-segments", str(args.search_segments), *grid,
-           "--tune-only", *(["--cpu"] if args.cpu else [])]
-    log = args.out / "dyneval_search.log"
-    run_step("dynamic evaluation search", cmd, log)
-    # (a search log written before --epsilons existed names no epsilon: the task's default)
-    found = re.search(r"--dyneval-lr (\S+) --dyneval-lambda (\S+)(?: --dyneval-epsilon (\S+))? \|", log.read_text())
-    if found is None:
-        raise RuntimeError(f"no 'best on valid' line in {log}")
-    eta, lambdah, epsilon = found.groups()
-    return float(eta), float(lambdah), (epsilon and float(epsilon))
+    argv = [*checkpoint_args(args), *dyneval_base(args)]
+    grids = [None if getattr(args, name) is None else [float(x) for x in getattr(args, name).split(",")]
+             for name in ("etas", "lambdas", "epsilons")]
+    key = {"argv": argv, "grids": grids, "search_segments": args.search_segments}
+    result = reuse_or_call("dynamic evaluation search", key, args.out / "dyneval_tuning.json",
+                           lambda: dyneval_tuning.tune(*dyneval_tuning.load(argv), *grids,
+                                                       search_segments=args.search_segments, score=False))
+    return result["eta"], result["lambda"], result["epsilon"]
 
 
 def main(args):
@@ -96,8 +91,8 @@ def main(args):
     rows["pointer"] = {s: _eval(args, "pointer", ["--task", "awd_cache_pointer", *pointer_windows(args), *pointer], s)
                        for s in SPLITS}
     eta, dlam, eps = tune_dyneval(args)
-    dyneval = [*dyneval_base(args), "--dyneval-lr", str(eta), "--dyneval-lambda", str(dlam),
-               *(["--dyneval-epsilon", str(eps)] if eps else [])]
+    dyneval = [*dyneval_base(args), "--dyneval-lr", str(eta), "--dyneval-lambda", str(dlam), "--dyneval-epsilon",
+               str(eps)]
     rows["dynamic evaluation"] = {s: _eval(args, "dyneval", dyneval, s) for s in SPLITS}
     both = [*dyneval, "--dyneval-pointer", *pointer]
     rows["both"] = {s: _eval(args, "both", both, s) for s in SPLITS}
@@ -117,7 +112,7 @@ def main(args):
     lines.append("")
     lines.append(f"pointer: window {args.pointer_window}, theta {theta:g}, lambda {lam:g} (tuned on valid); dynamic "
                  f"evaluation: segments of {args.dyneval_bptt}, eta {eta:g}, lambda {dlam:g}, epsilon "
-                 f"{f'{eps:g}' if eps else 'default'} (tuned on valid); scored "
+                 f"{eps:g} (tuned on valid); scored "
                  f"tokens: valid {sorted(set(counts['valid'].values()))}, test {sorted(set(counts['test'].values()))}")
     table = "\n".join(lines) + "\n"
     (args.out / "table.md").write_text(table)

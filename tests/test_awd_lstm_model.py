@@ -150,16 +150,16 @@ def test_learning_rate_is_scaled_by_seq_len_over_bptt_at_the_step():
 
     opt = FairseqNAG(FairseqNAGConfig(momentum=0.0, weight_decay=0.1, lr=[2.0]), params)  # = SGD here
     task = AWDLanguageModelingTask(
-        AWDLanguageModelingConfig(reset_state_every_window=True, train_subset="train", seed=1), Dictionary()
+        AWDLanguageModelingConfig(bptt=14, reset_state_every_window=True, train_subset="train", seed=1), Dictionary()
     )
     tokens, target = torch.randint(4, 50, (2, 7)), torch.randint(4, 50, (2, 7))
-    sample = {"net_input": {"src_tokens": tokens}, "target": target, "ntokens": 14, "nsentences": 2, "lr_scale": 0.5}
+    sample = {"net_input": {"src_tokens": tokens}, "target": target, "ntokens": 14, "nsentences": 2}
     before = [p.detach().clone() for p in params]
     task.train_step(sample, m, crit, opt, 0)
     grads = [p.grad.clone() for p in params]
     task.optimizer_step(opt, m, 0)
     for p, p0, g in zip(params, before, grads):
-        # main.py: lr2 = lr; lr = lr2 * seq_len / bptt; SGD(weight_decay) step; lr = lr2
+        # main.py: lr2 = lr; lr = lr2 * seq_len / bptt (7 / 14); SGD(weight_decay) step; lr = lr2
         assert torch.allclose(p, p0 - 2.0 * 0.5 * (g + 0.1 * p0), atol=1e-6)
     assert opt.get_lr() == 2.0
 

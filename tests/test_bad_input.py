@@ -191,7 +191,7 @@ def test_split_shorter_than_one_window_at_the_batch_size(tiny_bin):
     task.cfg.eval_batch_size = 10
     task.get_batch_iterator(task.datasets["valid"], max_sentences=10).next_epoch_itr()
     task.cfg.eval_batch_size = 100
-    with pytest.raises(ValueError, match=r"shorter than one window \(--bptt 70\); lower --bptt or the batch size"):
+    with pytest.raises(ValueError, match=r"shorter than one window \(--bptt 70\); lower --bptt or the number of streams"):
         task.get_batch_iterator(task.datasets["valid"], max_sentences=10).next_epoch_itr()
 
 

@@ -29,12 +29,12 @@ def test_ranks_read_disjoint_columns_of_the_global_layout():
 
 
 def test_window_inputs_and_targets_are_get_batch():
-    ds = BPTTWindowDataset(torch.arange(200), 4, bptt=7)
+    ds = BPTTWindowDataset(torch.arange(200), 4)
     sample = ds.collater([ds[(10, 7)]])
     src, tgt = sample["net_input"]["src_tokens"], sample["target"]
     # get_batch(source, i=10, seq_len=7): data = source[i:i+7], target = source[i+1:i+8]
     assert torch.equal(src, ds.data[10:17].t()) and torch.equal(tgt, ds.data[11:18].t())
-    assert sample["window"].tolist() == [10, 17] and sample["lr_scale"] == 1.0
+    assert sample["window"] == (10, 17)
 
 
 # -- the original's training loop (salesforce/awd-lstm-lm main.py `train()`, utils.py), written
@@ -93,8 +93,9 @@ def test_the_task_serves_the_original_batches(task):
         for n, (sample, (data, targets, seq_len)) in enumerate(zip(samples, expected)):
             assert torch.equal(sample["net_input"]["src_tokens"], data.t())
             assert torch.equal(sample["target"], targets.t())
+            task.lr_scale.add(sample)  # the task's scale of this window's learning rate
             if n < len(expected) - 1:  # the last: its clipped length here, the drawn one there
-                assert sample["lr_scale"] == seq_len / 20
+                assert task.lr_scale.scales[-1] == seq_len / 20
 
 
 def test_variable_schedule_statistics_and_seeding():
@@ -138,7 +139,7 @@ def task(tiny_bin):
 
 
 def _windows(itr):
-    return [tuple(s["window"].tolist()) for s in itr]
+    return [s["window"] for s in itr]
 
 
 def test_stream_is_eos_then_every_line(task, tiny_bin):
@@ -160,7 +161,7 @@ def test_workers_and_resume_keep_the_stream_order(task):
     # interrupted after 5 windows and resumed from the iterator state fairseq checkpoints
     first = itr(0)
     part = first.next_epoch_itr(shuffle=True)
-    seen = [tuple(next(part)["window"].tolist()) for _ in range(5)]
+    seen = [next(part)["window"] for _ in range(5)]
     resumed = itr(0)
     resumed.load_state_dict(first.state_dict())
     assert seen + _windows(resumed.next_epoch_itr(shuffle=True)) == reference

@@ -44,8 +44,9 @@ def checkpoint(request, short_bin, tmp_path_factory):
 
 
 def eval_lm(data, ckpt, task, *extra):
+    length = "--dyneval-bptt" if task == "awd_dynamic_eval" else "--bptt"
     proc = run_fairseq("eval_lm", [data, "--task", task, "--path", ckpt, "--gen-subset", "test",
-                                   "--bptt", BPTT, "--no-progress-bar", "--output-word-probs", *extra])
+                                   length, BPTT, "--no-progress-bar", "--output-word-probs", *extra])
     out = proc.stdout + proc.stderr
     summary = re.search(r"Loss \(base 2\): [0-9.]+, Perplexity: [0-9.]+", out).group(0)
     lines = re.findall(r"fairseq_cli\.eval_lm(?::| \| )0 (.*)", out)  # one line per segment, in order
@@ -61,12 +62,12 @@ def plain_task(arch):
     """Plain evaluation of the same segments: the stream task, or for the stateless transformer_lm
     the same segments with the same context (the cache pointer's model path, lambda 0)."""
     if arch == "transformer_lm":
-        return ["awd_cache_pointer", "--pointer-lambda", "0", "--pointer-context", TRANSFORMER_CONTEXT]
+        return ["awd_cache_pointer", "--pointer-lambda", "0", "--stream-context", TRANSFORMER_CONTEXT]
     return ["awd_language_modeling"]
 
 
 def dyneval_task(arch, *rates):
-    context = ["--dyneval-context", TRANSFORMER_CONTEXT] if arch == "transformer_lm" else []
+    context = ["--stream-context", TRANSFORMER_CONTEXT] if arch == "transformer_lm" else []
     # statistics from the whole training split: with few segments, rarely seen words' MS stays ~0
     # and their embedding rows take steps of eta * g / epsilon (the transformer then diverges)
     return ["awd_dynamic_eval", *context, *rates]
@@ -140,7 +141,7 @@ def test_dynamic_eval_with_the_pointer(checkpoint, short_bin):
 
     arch, ckpt = checkpoint
     pointer = ["--pointer-window", POINTER_WINDOW, "--pointer-lambda", POINTER_LAMBDA, "--pointer-theta", 1.0]
-    context = ["--pointer-context", TRANSFORMER_CONTEXT] if arch == "transformer_lm" else []
+    context = ["--stream-context", TRANSFORMER_CONTEXT] if arch == "transformer_lm" else []
     _, alone, _ = eval_lm(short_bin, ckpt, "awd_cache_pointer", *pointer, *context)
     _, still, _ = eval_lm(short_bin, ckpt, *dyneval_task(arch, "--dyneval-lr", 0, "--dyneval-lambda", 0,
                                                          "--dyneval-pointer", *pointer))
@@ -168,7 +169,7 @@ def test_divergence_stops_with_the_flag_named(checkpoint, short_bin):
     """Rates far above the reference's grid blow the weights up: fairseq-eval-lm stops at the
     first non-finite score, naming --dyneval-lr, instead of printing a nan perplexity."""
     arch, ckpt = checkpoint
-    proc = run_fairseq("eval_lm", [short_bin, "--path", ckpt, "--gen-subset", "test", "--bptt", BPTT,
+    proc = run_fairseq("eval_lm", [short_bin, "--path", ckpt, "--gen-subset", "test", "--dyneval-bptt", BPTT,
                                    "--no-progress-bar", "--task", *dyneval_task(arch, "--dyneval-lr", 1e35)],
                        check=False, merge_output=True)
     assert proc.returncode != 0

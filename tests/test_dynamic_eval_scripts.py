@@ -1,4 +1,4 @@
-"""scripts/dyneval_search.py, dyneval_table.py and bench_dyneval.py end to end on a tiny trained
+"""scripts/dyneval_search.py, dyneval_table.py and bench/bench_dyneval.py end to end on a tiny trained
 awd_lstm: the figures each prints against fairseq-eval-lm run directly with the flags it reports."""
 import json
 import math
@@ -44,7 +44,7 @@ def perplexity(data, ckpt, split, *flags):
 
 
 def dyneval_flags(eta, lambdah, epsilon):
-    return ["--task", "awd_dynamic_eval", "--bptt", "5", "--dyneval-lr", eta, "--dyneval-lambda", lambdah,
+    return ["--task", "awd_dynamic_eval", "--dyneval-bptt", "5", "--dyneval-lr", eta, "--dyneval-lambda", lambdah,
             "--dyneval-epsilon", epsilon]
 
 
@@ -53,14 +53,14 @@ PLAIN = ["--task", "awd_language_modeling", "--test-batch-size", "1", "--bptt", 
 
 def test_search_reports_what_fairseq_eval_lm_gives(short_bin, ckpt):
     out = script("dyneval_search.py", short_bin, "--path", ckpt, "--user-dir", USER_DIR, "--task", "awd_dynamic_eval",
-                 "--bptt", "5", "--cpu", "--etas", "3e-5,1e30", "--lambdas", "2e-3", "--epsilons", "2e-5,1e-4",
+                 "--dyneval-bptt", "5", "--cpu", "--etas", "3e-5,1e30", "--lambdas", "2e-3", "--epsilons", "2e-5,1e-4",
                  "--search-segments", "20")
     grid = {(float(e), float(eps)): float(p) for e, eps, p in
             re.findall(r"eta (\S+)\s+lambda \S+\s+epsilon (\S+)\s+valid ppl (\S+)", out)}
     assert len(grid) == 4
     assert math.isinf(grid[1e30, 2e-5]) and math.isinf(grid[1e30, 1e-4])  # diverged, skipped, the search went on
     assert grid[3e-5, 2e-5] != grid[3e-5, 1e-4]  # epsilon reaches the update
-    best = re.search(r"best on valid: --bptt 5 --dyneval-lr (\S+) --dyneval-lambda (\S+) --dyneval-epsilon (\S+) \| "
+    best = re.search(r"best on valid: --dyneval-bptt 5 --dyneval-lr (\S+) --dyneval-lambda (\S+) --dyneval-epsilon (\S+) \| "
                      r"valid ppl (\S+) \((\S+) without\) \| test ppl (\S+) \((\S+) without\)", out)
     eta, lambdah, epsilon = best.group(1, 2, 3)
     assert float(eta) == 3e-5 and float(lambdah) == 2e-3
@@ -75,20 +75,13 @@ def test_search_reports_what_fairseq_eval_lm_gives(short_bin, ckpt):
 
 def test_search_leaves_no_process_behind(short_bin, ckpt):
     """Runs cut short (--search-segments, a diverged pair) must not leave a loader worker alive."""
-    from fairseq import options
+    from awd_fairseq.tools import dyneval_tuning
 
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        import dyneval_search
-    finally:
-        sys.path.remove(str(SCRIPTS))
-    args = options.parse_args_and_arch(dyneval_search.get_parser(), [
-        str(short_bin), "--path", str(ckpt), "--user-dir", USER_DIR, "--task", "awd_dynamic_eval", "--bptt", "5",
-        "--cpu"])
-    task, model = dyneval_search.load(args)
+    task, model = dyneval_tuning.load([short_bin, "--path", ckpt, "--user-dir", USER_DIR, "--task", "awd_dynamic_eval",
+                                       "--dyneval-bptt", "5", "--cpu"])
     before = set(multiprocessing.active_children())
     for eta in (3e-5, 1e30):
-        dyneval_search.perplexity(task, model, "valid", eta, 2e-3, segments=5)
+        dyneval_tuning.perplexity(task, model, "valid", eta, 2e-3, segments=5)
     assert set(multiprocessing.active_children()) == before
 
 
@@ -118,7 +111,7 @@ def test_table_rows_are_fairseq_eval_lm_runs(short_bin, ckpt, tmp_path):
 
 def test_bench_fused_update_agrees_with_the_reference_loop(short_bin, ckpt):
     out = script("bench/bench_dyneval.py", short_bin, "--user-dir", USER_DIR, "--cpu", "--path", ckpt, "--gen-subset", "test",
-                 "--bptt", "5", "--bench-segments", "20", "--rounds", "1")
+                 "--dyneval-bptt", "5", "--bench-segments", "20", "--rounds", "1")
     fused, loop = map(float, re.search(r"perplexity fused (\S+) loop (\S+)", out).groups())
     assert abs(fused - loop) <= 1e-4 * loop
     assert re.search(r"update time\s+fused \S+s loop \S+s -> [0-9.]+x", out)

@@ -97,7 +97,7 @@ def test_transformer_lm_with_context(tiny_bin, tmp_path):
             hs.append(h[0, -(end - start):])
             lps.append(lp[0, -(end - start):])
     expected = formula_loss(torch.cat(hs), tokens[1:], torch.cat(lps), WINDOW, THETA, LAMBDA)
-    got = eval_pointer(tiny_bin, ckpt, "--bptt", bptt, "--pointer-context", context)
+    got = eval_pointer(tiny_bin, ckpt, "--bptt", bptt, "--stream-context", context)
     assert got == pytest.approx(expected, abs=2e-4)
     # the plain stream task scores a stateless model window by window, each window on its own
     nll = []

@@ -25,10 +25,12 @@ of ~8 elementwise passes per parameter; both terms are computed from the pre-upd
 """
 import logging
 import math
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from .stream_state import StreamState
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,25 @@ class GradientStatistics:
         if self.segments == 0:
             raise ValueError("no segment seen: the gradient statistics need at least one training segment")
         return torch._foreach_sqrt(torch._foreach_div(self.sum_sq, float(self.segments)))
+
+
+def gradient_statistics(
+    log_probs: Callable[[Tensor, Tensor, StreamState], Tensor], params: Sequence[Tensor], data: Tensor,
+    windows: Sequence[Tuple[int, int]], device=None,
+) -> Tuple[List[Tensor], int]:
+    """(MS per parameter, segments) over `data` (N, B) contiguous streams cut into `windows`
+    (start, length), the state carried and detached from one to the next: the gradient of each
+    segment's mean cross-entropy, as dynamiceval.py `gradstat`. `log_probs(src (B, T), target
+    (B, T), state)` gives log p(target) (B, T) with the current weights."""
+    stats, state = GradientStatistics(params), StreamState()
+    for i, (start, length) in enumerate(windows):
+        src = data[start:start + length].t().to(device)  # (B, T)
+        tgt = data[start + 1:start + 1 + length].t().to(device)
+        with state.window(start, start + length), torch.enable_grad():
+            stats.add(torch.autograd.grad(-log_probs(src, tgt, state).mean(), list(params), allow_unused=True))
+        if (i + 1) % 1000 == 0:
+            logger.info("gradient statistics: %d / %d segments", i + 1, len(windows))
+    return stats.ms(), stats.segments
 
 
 def decay_rates(ms: Sequence[Tensor]) -> List[Tensor]:

@@ -13,8 +13,9 @@ Who does what, and when:
     ============  ==========================  ============================  ===================
     creates       the task: one StreamState   the task: one StreamState     the iterator
                   for the train subset        for validation, reused by     (StatefulWindow-
-                  (tasks/split_streams.py)    every valid subset's pass     Iterator, below),
-                                              (tasks/split_streams.py)      one per pass
+                  (tasks/split_streams.py)    every valid subset's pass     Iterator, tasks/
+                                              (tasks/split_streams.py)      eval_windows.py),
+                                                                            one per pass
     carries       the task's train_step:      the task's valid_step:        the iterator, around
                   seek(start), the model      seek / model / commit as in   each window it
                   runs, commit(end)           training                      yields
@@ -37,7 +38,7 @@ StreamState: fairseq's `incremental_state` carries the state there.
 """
 import contextlib
 import logging
-from typing import Dict, Iterable, Iterator, Optional
+from typing import Dict, Iterator, Optional
 
 from torch import Tensor
 
@@ -91,29 +92,3 @@ class StreamState:
 
 def detach_state(state: State) -> State:
     return {k: v.detach() for k, v in state.items()}
-
-
-class StatefulWindowIterator:
-    """fairseq-eval-lm's windows, one at a time, each with this iterator's StreamState attached.
-
-    Owns the state of one pass: fairseq-eval-lm's scorer calls `model(**sample["net_input"])`
-    and keeps only the scores, so the state cannot come back through the scorer; the model
-    writes it into the StreamState it was handed, and this iterator commits it when the scorer
-    asks for the next window. `batches` yields samples with a `"window"` (start, end) tensor
-    (tasks/bptt_dataset.py).
-    """
-
-    def __init__(self, batches: Iterable[dict], state: Optional[StreamState] = None):
-        self.batches = batches
-        self.state = StreamState() if state is None else state
-        self.n = getattr(batches, "n", 0)  # fairseq's progress bar reads it
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __iter__(self) -> Iterator[dict]:
-        for sample in self.batches:
-            start, end = sample["window"].tolist()
-            with self.state.window(start, end):
-                sample["net_input"]["stream_state"] = self.state
-                yield sample  # the consumer runs the model here

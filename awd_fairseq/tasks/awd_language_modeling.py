@@ -11,7 +11,8 @@ The task is the list of fairseq hooks below; each job has its own home:
   in evaluation, the last window of a split shorter;
 * the recurrent state is carried from window to window by a `StreamState`
   (modules/stream_state.py, which says who creates, carries, detaches, resets and saves it): the
-  task's, per split, in fairseq-train (split_streams.py), the iterator's in fairseq-eval-lm;
+  task's, per split, in fairseq-train (split_streams.py), the iterator's in fairseq-eval-lm
+  (eval_windows.py);
 * the learning rate of an update is scaled by seq_len / bptt (window_lr.py);
 * NT-ASGD swaps the averaged weights in for validation and checkpoints (nt_asgd_hooks.py);
 * a NaN / inf training loss is logged with its window and update (`report_non_finite_loss`);
@@ -19,7 +20,6 @@ The task is the list of fairseq hooks below; each job has its own home:
 * generation and sentence scoring (fairseq-interactive, the hub interface) use lm_inference.py.
 """
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -29,16 +29,15 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
-from ..modules.stream_state import StatefulWindowIterator
 from ..atomic_checkpoints import install as install_atomic_checkpoint_copies
 from .bptt_dataset import shared_columns, window_batch_iterator
 from .bptt_schedule import fixed_windows, variable_windows
 from . import input_checks
+from .eval_windows import check_eval_lm_call, fixed_window_batches, scored_windows
 from .lm_inference import LMInferenceMixin
 from .nt_asgd_hooks import NTASGDTaskHooks
-from .scoring import TargetsInInput
 from .split_streams import SplitStreams, carries_stream_state
-from .token_stream import TokenStreamDataset, read_stream
+from .token_stream import TokenStreamDataset, load_dictionary, load_split, read_stream
 from .window_lr import WindowLrScale
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def report_non_finite_loss(loss, sample, update_num: int) -> None:
     detector, which names the module where the values first went bad."""
     if not torch.is_tensor(loss) or "window" not in sample or bool(torch.isfinite(loss.detach()).all()):
         return
-    start, end = sample["window"].tolist()
+    start, end = sample["window"]
     logger.error(
         "non-finite training loss %s at update %d: window [%d, %d) of the training streams "
         "(rows of the batchified split, every stream of this process)", float(loss.detach().sum()), update_num + 1,
@@ -95,23 +94,15 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         super().__init__(cfg)
         self.dictionary = dictionary
         self.streams = SplitStreams(cfg.train_subset)
-        self.lr_scale = WindowLrScale()
+        self.lr_scale = WindowLrScale(cfg.bptt)
         self.nt_asgd = NTASGDTaskHooks()
         self.models_carry_state = True  # set by build_model: False for stateless models (transformer_lm)
 
     @classmethod
     def setup_task(cls, cfg: AWDLanguageModelingConfig, **kwargs):
         install_atomic_checkpoint_copies()
-        if not cfg.data:
-            raise ValueError("awd_language_modeling needs the data directory (fairseq-preprocess --destdir)")
         input_checks.check_task_config(cfg)
-        path = cfg.data.split(os.pathsep)[0]
-        dict_path = os.path.join(path, "dict.txt")
-        if not os.path.exists(dict_path):
-            raise FileNotFoundError(f"{dict_path} not found: is {path} a fairseq-preprocess output directory?")
-        dictionary = Dictionary.load(dict_path)
-        logger.info("dictionary: %d types (%s)", len(dictionary), dict_path)
-        return cls(cfg, dictionary)
+        return cls(cfg, load_dictionary(cfg.data))
 
     @property
     def source_dictionary(self):
@@ -133,12 +124,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         return super().build_criterion(cfg, from_checkpoint)
 
     def load_dataset(self, split: str, epoch: int = 1, combine: bool = False, **kwargs):
-        paths = self.cfg.data.split(os.pathsep)
-        path = paths[(epoch - 1) % len(paths)]
-        input_checks.check_split(path, split)
-        tokens = read_stream(os.path.join(path, split), self.dictionary)
-        logger.info("%s %s: %d tokens (with the leading </s>)", path, split, tokens.numel())
-        self.datasets[split] = TokenStreamDataset(tokens)
+        self.datasets[split] = load_split(self.cfg.data, split, self.dictionary, epoch)
 
     def max_positions(self):
         return None
@@ -199,24 +185,14 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         self, dataset, max_tokens=None, batch_size=None, max_positions=None, num_shards=1, shard_id=0,
         num_workers=1, data_buffer_size=10, context_window=0,
     ):
-        if context_window > 0:
-            raise ValueError("--context-window does not apply: awd_language_modeling carries the state instead")
-        input_checks.check_eval_lm_batch_size(self.cfg, batch_size)
-        if num_shards > 1:
-            raise ValueError(
-                "fairseq-eval-lm with awd_language_modeling runs on one process (the stream is sequential)"
-            )
-        # windows are slices of one in-memory tensor: a loader process (eval-lm's --num-workers 1)
-        # would only add a shared-memory hand-over per window
-        itr = self.window_iterator(
-            dataset, self.cfg.test_batch_size, False, seed=self.cfg.seed, num_workers=0,
-            buffer_size=data_buffer_size,
-        )
-        batches = itr.next_epoch_itr(shuffle=False)
+        check_eval_lm_call("awd_language_modeling", context_window, num_shards, batch_size,
+                           f"it scores --test-batch-size streams (now {self.cfg.test_batch_size}); pass "
+                           f"--test-batch-size {batch_size} instead")
+        batches = fixed_window_batches(dataset.tokens, self.cfg.test_batch_size, self.cfg.bptt)
         if not self.models_carry_state:  # e.g. fairseq's transformer_lm: no state to carry
             return batches
         # the iterator owns this pass's state; the decoder scores the targets alone (tasks/scoring.py)
-        return TargetsInInput(StatefulWindowIterator(batches))
+        return scored_windows(batches)
 
     # -- steps -------------------------------------------------------------------------------
 
@@ -225,7 +201,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         if self.cfg.reset_state_every_window:
             result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
         else:
-            with self.streams.window(sample, model, self.cfg.train_subset):
+            with self.streams.attached(sample, model, self.cfg.train_subset):
                 result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
         report_non_finite_loss(result[0], sample, update_num)
         self.lr_scale.add(sample)
@@ -241,7 +217,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
 
     def valid_step(self, sample, model, criterion):
         # fairseq-train validates every subset in its own pass; a pass starts at offset 0 (zeros)
-        with self.streams.window(sample, model, "valid"):
+        with self.streams.attached(sample, model, "valid"):
             return super().valid_step(sample, model, criterion)
 
     def post_validate(self, model, stats, agg):

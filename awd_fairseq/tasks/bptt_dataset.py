@@ -57,14 +57,13 @@ class BPTTWindowDataset(FairseqDataset):
     rank reads its own `streams_per_rank` (training) or, if given, the columns `[lo, hi)`."""
 
     def __init__(
-        self, stream: Tensor, streams_per_rank: int, rank: int = 0, world_size: int = 1, bptt: int = 70,
+        self, stream: Tensor, streams_per_rank: int, rank: int = 0, world_size: int = 1,
         columns: Optional[Tuple[int, int]] = None,
     ):
         super().__init__()
         matrix = batchify(stream, streams_per_rank * world_size)
         lo, hi = columns if columns is not None else (rank * streams_per_rank, (rank + 1) * streams_per_rank)
         self.data = matrix[:, lo:hi].contiguous()  # (N, b)
-        self.bptt = bptt
 
     @property
     def num_rows(self) -> int:
@@ -93,10 +92,9 @@ class BPTTWindowDataset(FairseqDataset):
             "ntokens": b * length,
             "net_input": {"src_tokens": src, "src_lengths": torch.full((b,), length, dtype=torch.long)},
             "target": item["target"].t().contiguous(),
-            # stream offsets of the window's inputs; the task seeks / commits its StreamState here
-            "window": torch.tensor([item["start"], item["start"] + length]),
-            # the original scales the learning rate of a window by seq_len / bptt
-            "lr_scale": length / self.bptt,
+            # stream offsets of the window's inputs, where the task seeks / commits its StreamState:
+            # plain ints, so that fairseq's move to the GPU leaves them on the host
+            "window": (item["start"], item["start"] + length),
         }
 
     def num_tokens(self, index) -> int:
@@ -118,19 +116,20 @@ def window_batch_iterator(
     epoch: int = 1,
     buffer_size: int = 0,
     columns: Optional[Tuple[int, int]] = None,
+    length_flag: str = "--bptt",
 ) -> iterators.EpochBatchIterator:
     """fairseq's epoch iterator over this rank's windows, one per batch, in stream order.
 
     `schedule(num_rows, epoch)` gives an epoch's windows (bptt_schedule.py); it is a pure
     function, so data-loader workers and a resumed iterator see the same windows.
     """
-    dataset = BPTTWindowDataset(stream, streams_per_rank, rank=rank, world_size=world_size, bptt=bptt, columns=columns)
+    dataset = BPTTWindowDataset(stream, streams_per_rank, rank=rank, world_size=world_size, columns=columns)
     rows = dataset.num_rows
     if rows - 1 < bptt:
         raise ValueError(
             f"the split has {stream.numel()} tokens: as {streams_per_rank * world_size} streams of "
-            f"{rows} it is shorter than one window (--bptt {bptt}); lower "
-            "--bptt or the batch size (--batch-size / --eval-batch-size / --test-batch-size)"
+            f"{rows} it is shorter than one window ({length_flag} {bptt}); lower "
+            f"{length_flag} or the number of streams (--batch-size / --eval-batch-size / --test-batch-size)"
         )
 
     def batches(_dataset, ep):

@@ -61,15 +61,6 @@ def check_valid_batch_size(cfg, max_sentences, train: bool) -> None:
         )
 
 
-def check_eval_lm_batch_size(cfg, batch_size) -> None:
-    """fairseq-eval-lm's --batch-size does not decide the streams scored: --test-batch-size does."""
-    if batch_size is not None:
-        raise ValueError(
-            f"fairseq-eval-lm's --batch-size {batch_size} is not used by awd_language_modeling: "
-            f"it scores --test-batch-size streams (now {cfg.test_batch_size}); pass --test-batch-size {batch_size} instead"
-        )
-
-
 def check_training_precision(cfg) -> None:
     """--fp16 / --bf16 / --amp without a GPU (models/checks.py says what fairseq would do)."""
     check_precision(

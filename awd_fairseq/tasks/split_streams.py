@@ -43,12 +43,12 @@ class SplitStreams:
         self.train_layout = {"streams": int(streams), "world_size": int(world_size), "rank": int(rank)}
 
     @contextlib.contextmanager
-    def window(self, sample: dict, model, split: str) -> Iterator[None]:
-        """Around one window of `split`: attach the split's state to the sample, commit it after."""
+    def attached(self, sample: dict, model, split: str) -> Iterator[None]:
+        """Around one step on a window of `split`: the split's state attached to the sample, committed after."""
         if not carries_stream_state(model) or "window" not in sample:
             yield
             return
-        start, end = sample["window"].tolist()
+        start, end = sample["window"]
         state = self.state(split)
         with state.window(start, end):
             sample["net_input"]["stream_state"] = state

@@ -5,11 +5,17 @@ fairseq-preprocess --only-source gives each line its closing `</s>`; one more `<
 front, so that the first real token is scored too (it follows a line break, as every other
 line's first token does). bptt_dataset.py lays the stream out as contiguous streams.
 """
+import logging
+import os
+
 import numpy as np
 import torch
 from fairseq.data import Dictionary, FairseqDataset, data_utils
 
 from ..fairseq_compat import read_mmap_tokens
+from . import input_checks
+
+logger = logging.getLogger(__name__)
 
 
 class TokenStreamDataset(FairseqDataset):
@@ -43,3 +49,26 @@ def read_stream(path: str, dictionary: Dictionary) -> torch.Tensor:
     else:
         body = head[:0]
     return torch.cat([head, body])
+
+
+def load_dictionary(data: str) -> Dictionary:
+    """The dictionary of a data directory (the first of `data`'s os.pathsep-separated paths)."""
+    if not data:
+        raise ValueError("the task needs the data directory (fairseq-preprocess --destdir) as its first argument")
+    path = data.split(os.pathsep)[0]
+    dict_path = os.path.join(path, "dict.txt")
+    if not os.path.exists(dict_path):
+        raise FileNotFoundError(f"{dict_path} not found: is {path} a fairseq-preprocess output directory?")
+    dictionary = Dictionary.load(dict_path)
+    logger.info("dictionary: %d types (%s)", len(dictionary), dict_path)
+    return dictionary
+
+
+def load_split(data: str, split: str, dictionary: Dictionary, epoch: int = 1) -> TokenStreamDataset:
+    """`split` of the data directory for `epoch` (fairseq's round-robin over os.pathsep-separated paths)."""
+    paths = data.split(os.pathsep)
+    path = paths[(epoch - 1) % len(paths)]
+    input_checks.check_split(path, split)
+    tokens = read_stream(os.path.join(path, split), dictionary)
+    logger.info("%s %s: %d tokens (with the leading </s>)", path, split, tokens.numel())
+    return TokenStreamDataset(tokens)

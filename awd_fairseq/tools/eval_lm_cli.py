@@ -1,14 +1,15 @@
-"""fairseq-eval-lm's command line for scripts that take its arguments (scripts/pointer_search.py,
-scripts/bench/bench_pointer.py): its parser with `--task awd_cache_pointer` as the default, and the
-checkpoint loading fairseq_cli/eval_lm.py does, returning the task's CachePointerLM wrappers."""
+"""fairseq-eval-lm's command line for the tools that take its arguments (pointer and
+dynamic-evaluation tuning, their benchmarks): its parser with an evaluation task as the default,
+and the checkpoint loading fairseq_cli/eval_lm.py does, returning the task's models (the
+StreamScorer wrappers under awd_cache_pointer / awd_dynamic_eval)."""
 import torch
 
 
-def eval_lm_parser(description: str):
-    """fairseq-eval-lm's parser, the default task `awd_cache_pointer`; add a script's own flags to it."""
+def eval_lm_parser(description: str, default_task: str = "awd_cache_pointer"):
+    """fairseq-eval-lm's parser; add a script's own flags to it."""
     from fairseq import options
 
-    parser = options.get_eval_lm_parser(default_task="awd_cache_pointer")
+    parser = options.get_eval_lm_parser(default_task=default_task)
     parser.description = description
     return parser
 
@@ -22,7 +23,7 @@ def parse_eval_lm_args(parser, argv=None):
 
 def load_eval_lm_models(args):
     """Load the checkpoint(s) of parsed fairseq-eval-lm arguments as fairseq-eval-lm does.
-    Returns (task, models); on CUDA unless --cpu or none is available."""
+    Returns (task, models), in eval mode; on CUDA unless --cpu or none is available."""
     from fairseq import checkpoint_utils, tasks
     from fairseq.dataclass.utils import convert_namespace_to_omegaconf
 
@@ -33,4 +34,4 @@ def load_eval_lm_models(args):
     )
     if torch.cuda.is_available() and not cfg.common.cpu:
         models = [m.cuda() for m in models]
-    return task, models
+    return task, [m.eval() for m in models]

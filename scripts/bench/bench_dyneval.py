@@ -4,7 +4,7 @@ the same run: perplexity of each (they must agree to 1e-4, relative), the time s
 update and the whole evaluation's time, and their ratios. Takes fairseq-eval-lm's arguments:
 
     python scripts/bench/bench_dyneval.py data-bin/ptb --path checkpoints/ptb/checkpoint_best.pt \\
-        --gen-subset valid --bptt 5 --bench-segments 2000 --rounds 2
+        --gen-subset valid --dyneval-bptt 5 --bench-segments 2000 --rounds 2
 
 The two run alternately (`--rounds` times each) so that a change in the machine's load affects
 both; the ratios are of the medians.
@@ -16,9 +16,10 @@ import time
 
 import torch
 
-import awd_fairseq  # noqa: F401  (registers the task)
 from awd_fairseq.modules.dynamic_eval import DynamicEvalUpdate
+from awd_fairseq.tools import dyneval_tuning
 from awd_fairseq.tools.cli import setup_logging
+from awd_fairseq.tools.eval_lm_cli import eval_lm_parser, parse_eval_lm_args
 
 logger = logging.getLogger("bench_dyneval")
 
@@ -79,18 +80,9 @@ def run(task, model, split, update, segments, cuda):
 
 
 def main(args):
-    from fairseq import checkpoint_utils, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-
-    cfg = convert_namespace_to_omegaconf(args)
-    task = tasks.setup_task(cfg.task)
-    models, _, task = checkpoint_utils.load_model_ensemble_and_task([cfg.common_eval.path], task=task)
-    model = models[0]
-    cuda = torch.cuda.is_available() and not cfg.common.cpu
-    if cuda:
-        model = model.cuda()
-    model.eval()
-    split = cfg.dataset.gen_subset
+    task, model = dyneval_tuning.load_args(args)
+    cuda = next(model.parameters()).is_cuda
+    split = args.gen_subset
     task.load_dataset(split)
     task.start_stream(model)  # gradient statistics, theta_0
     fused = model.update
@@ -106,7 +98,7 @@ def main(args):
     upd = {k: statistics.median(r[1] for r in v) for k, v in results.items()}
     total = {k: statistics.median(r[2] for r in v) for k, v in results.items()}
     rel = abs(ppl["fused"] - ppl["loop"]) / ppl["loop"]
-    print(f"{split}, {args.bench_segments or 'all'} segments of {task.cfg.bptt}, {sum(p.numel() for p in params):,} "
+    print(f"{split}, {args.bench_segments or 'all'} segments of {task.cfg.dyneval_bptt}, {sum(p.numel() for p in params):,} "
           f"parameters in {len(params)} tensors, {'cuda' if cuda else 'cpu'}, {torch.get_num_threads()} threads")
     print(f"perplexity fused {ppl['fused']:.6f} loop {ppl['loop']:.6f} (relative difference {rel:.1e})")
     print(f"update time   fused {upd['fused']:.2f}s loop {upd['loop']:.2f}s -> {upd['loop'] / upd['fused']:.2f}x")
@@ -117,13 +109,11 @@ def main(args):
 
 
 def cli_main():
-    from fairseq import options
-
-    parser = options.get_eval_lm_parser(default_task="awd_dynamic_eval")
+    parser = eval_lm_parser(__doc__.splitlines()[0], default_task="awd_dynamic_eval")
     parser.add_argument("--bench-segments", type=int, default=0, help="segments of the split to run (0: all)")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each update, alternating")
     setup_logging()
-    main(options.parse_args_and_arch(parser))
+    main(parse_eval_lm_args(parser))
 
 
 if __name__ == "__main__":

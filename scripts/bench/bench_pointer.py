@@ -4,7 +4,7 @@ machines are shared).
 `eval` (the default): on a trained checkpoint and a split, as fairseq-eval-lm reads it at batch
 size 1, times in one process
   plain     fairseq-eval-lm's own loop (eval_lm + SequenceScorer), task awd_language_modeling;
-  ours      the same loop with task awd_cache_pointer (CachePointerLM), default warm-up rule, then
+  ours      the same loop with task awd_cache_pointer (its StreamScorer), default warm-up rule, then
             with --pointer-skip-chunk-start (pointer.py's rule);
   original  salesforce/awd-lstm-lm pointer.py's per-token loop (awd_fairseq/tools/bench/reference_loops.py)
             on the same model outputs, window by window; its perplexity must equal ours with
@@ -95,7 +95,7 @@ def timed_original(wrapped, task, dataset, window, theta, lambdah):
 @torch.no_grad()
 def timed_pointer_math(wrapped, task, split):
     """Our pointer alone (CachePointer.score) on the split's stored model outputs: (wall, cpu)."""
-    from awd_fairseq.tasks.cache_pointer_lm import window_outputs
+    from awd_fairseq.tools.pointer_tuning import window_outputs
 
     windows = list(window_outputs(task, wrapped, split))
     wrapped.pointer.reset()
@@ -115,7 +115,8 @@ def eval_parser():
 
 def bench_eval(args):
     from awd_fairseq.modules.cache_pointer import CachePointer
-    from awd_fairseq.tasks.awd_language_modeling import AWDLanguageModelingTask, TokenStreamDataset
+    from awd_fairseq.tasks.awd_language_modeling import (AWDLanguageModelingConfig, AWDLanguageModelingTask,
+                                                          TokenStreamDataset)
 
     task, models = load_eval_lm_models(args)
     logging.getLogger("fairseq_cli.eval_lm").setLevel(logging.WARNING)
@@ -124,7 +125,8 @@ def bench_eval(args):
     if args.slice_tokens:
         task.datasets[split] = TokenStreamDataset(task.datasets[split].tokens[: args.slice_tokens + 1])
     dataset = task.datasets[split]
-    plain_task = AWDLanguageModelingTask(cfg, task.dictionary)  # fairseq-eval-lm --task awd_language_modeling
+    plain_cfg = AWDLanguageModelingConfig(data=cfg.data, bptt=cfg.bptt, test_batch_size=1)
+    plain_task = AWDLanguageModelingTask(plain_cfg, task.dictionary)  # fairseq-eval-lm --task awd_language_modeling
     plain_task.datasets = task.datasets
     n = len(dataset) - 1
     logger.info("%s %s: %d tokens scored, --bptt %d, window %d theta %g lambda %g, torch %d threads",

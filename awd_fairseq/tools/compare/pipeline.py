@@ -4,14 +4,14 @@ the plots and a JSON of every figure into the output folder. Each step's log and
 live in `<out>/<model>/`; a rerun with the same folder and arguments reuses the finished steps."""
 import json
 import logging
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from .. import pointer_tuning
 from ..cli import USER_DIR, fairseq_tool
 from . import report
-from .runner import TrainProgress, run_step
+from .runner import TrainProgress, reuse_or_call, run_step
 from .specs import MODELS, model_specs
 
 logger = logging.getLogger(__name__)
@@ -75,11 +75,12 @@ def run_model(c: Comparison, spec) -> Dict:
     for split in ("valid", "test"):
         run_step(f"{spec.name} eval-lm {split}", [fairseq_tool("fairseq-eval-lm"), *scoring, *spec.eval, "--gen-subset", split],
                  folder / f"eval_{split}.log")
+    pointer = None
     if c.pointer and spec.pointer is not None:
-        pointer = [sys.executable, "-m", "awd_fairseq.tools.pointer_tuning", *scoring, "--task", "awd_cache_pointer",
-                   "--pointer-window", str(c.pointer_window), *spec.pointer, "--json", str(folder / "pointer.json")]
-        run_step(f"{spec.name} pointer", pointer, folder / "pointer.log")
-    return report.model_row(spec.name, folder, trained, spec.notes)
+        argv = [*scoring, "--task", "awd_cache_pointer", "--pointer-window", str(c.pointer_window), *spec.pointer]
+        pointer = reuse_or_call(f"{spec.name} pointer", {"argv": argv}, folder / "pointer.json",
+                                lambda: pointer_tuning.tune_checkpoint(argv))
+    return report.model_row(spec.name, folder, trained, spec.notes, pointer)
 
 
 def check_scored_tokens(rows: List[Dict]) -> List[str]:

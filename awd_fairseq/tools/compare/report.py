@@ -5,7 +5,6 @@ JSON), the Markdown table, and the validation curves as PNG plots.
 Word-level data reads as perplexity (2 ** loss); character-level data (`char_level`) as bits per
 character, which is fairseq's base-2 loss itself.
 """
-import json
 import logging
 import math
 from datetime import datetime
@@ -41,7 +40,9 @@ def tokens_per_second(train_log: Path) -> Optional[float]:
     return sum(wps) / len(wps)
 
 
-def model_row(name: str, folder: Path, train_step: Dict, notes: str = "") -> Dict:
+def model_row(name: str, folder: Path, train_step: Dict, notes: str = "", pointer: Optional[Dict] = None) -> Dict:
+    """One model's figures: training (its log and `train_step`), eval-lm on valid and test (their
+    logs) and the tuned pointer (`pointer_tuning.tune`'s result, None when not run)."""
     train_log = folder / "train.log"
     row = {"model": name, "notes": notes, "params": fairseq_logs.model_params(train_log),
            "tokens_per_s": tokens_per_second(train_log), "peak_rss_mib": train_step["peak_rss_mib"],
@@ -50,8 +51,7 @@ def model_row(name: str, folder: Path, train_step: Dict, notes: str = "") -> Dic
     for split in ("valid", "test"):
         summary = fairseq_logs.eval_lm_summary(folder / f"eval_{split}.log")
         row[split] = {"loss": summary.loss_base2, "tokens": summary.tokens}
-    pointer = folder / "pointer.json"
-    row["pointer"] = json.loads(pointer.read_text()) if pointer.exists() else None
+    row["pointer"] = pointer
     return row
 
 

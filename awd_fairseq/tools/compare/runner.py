@@ -1,6 +1,7 @@
-"""Run one step of the comparison (a fairseq command) with its log in a file, its wall time and
-peak memory measured, a progress bar while it runs, and reuse of a step that already finished
-with the same command (its `<step>.done.json` beside the log)."""
+"""Run one step of a long measurement (the comparison, the evaluation table): a fairseq command
+with its log in a file, its wall time and peak memory measured and a progress bar while it runs,
+or a function called in this process; either is reused when it already finished with the same
+command or arguments (its `.done.json` / result file)."""
 import json
 import logging
 import os
@@ -51,6 +52,24 @@ def run_step(label: str, cmd: List[str], log_path: Path, on_poll: Optional[Calla
               "started": started}
     done.write_text(json.dumps(result, indent=1))
     return dict(result, reused=False)
+
+
+def reuse_or_call(label: str, key: Dict, path: Path, fn: Callable[[], Dict]) -> Dict:
+    """`fn()`, timed, written to `path` (JSON) together with `key`; a later call with the same key
+    reads it back instead. `key` names everything the result depends on (JSON-serialisable)."""
+    key = json.loads(json.dumps(key))
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            logger.info("%s: reusing the finished run in %s", label, path)
+            return saved["result"]
+        logger.info("%s: its arguments changed since %s; running again", label, path)
+    logger.info("%s", label)
+    started = time.time()
+    result = fn()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"key": key, "seconds": time.time() - started, "result": result}, indent=1))
+    return result
 
 
 class TrainProgress:

@@ -9,7 +9,6 @@ A source is a folder holding ``{train,valid,test}.txt`` (or ``.txt.xz``, checked
 downloads, or, when none is given, that archive downloaded once into a cache folder.
 """
 
-import hashlib
 import logging
 import lzma
 import shutil
@@ -19,6 +18,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
+
+from awd_fairseq.files import sha256_of
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +85,6 @@ CORPORA: Dict[str, CorpusSpec] = {
     "enwik8": CorpusSpec("enwik8.zip", ("http://mattmahoney.net/dc/enwik8.zip",), {"all": "enwik8"}),
     "custom": CorpusSpec("", ()),  # the user's own train/valid/test.txt, only from a folder
 }
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(spec: CorpusSpec, cache_dir: Path) -> Path:
