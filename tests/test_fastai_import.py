@@ -87,7 +87,8 @@ def test_backward_model_scores_its_reversed_stream(tmp_path):
     flipped = torch.tensor(forward_ids).flip(0)
     # fairseq's stream of the reversed text: </s>, then every line followed by </s>
     lines = [" ".join(tokens) for tokens in reverse_documents(documents)]
-    stream = [dictionary.eos()] + [int(t) for line in lines for t in dictionary.encode_line(line, add_if_not_exist=False)]
+    encoded = [dictionary.encode_line(line, add_if_not_exist=False) for line in lines]  # each ends with </s>
+    stream = [dictionary.eos()] + [int(t) for line in encoded for t in line]
     row = fastai_row_of(dictionary)
     assert row[torch.tensor(stream[1:])].tolist() == flipped.tolist()
     ours = scores_by_windows(model, torch.tensor([stream[:-1]]), window=5)
