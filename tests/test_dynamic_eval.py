@@ -1,5 +1,7 @@
 """The dynamic-evaluation update rule and gradient statistics (modules/dynamic_eval.py) against
 slow loops written from the formulas of Krause et al. (2018) and benkrause/dynamic-evaluation."""
+import math
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from awd_fairseq.modules.dynamic_eval import (
     DynamicEvalUpdate,
     GradientStatistics,
     load_statistics,
+    paper_scale,
     save_statistics,
 )
 
@@ -122,8 +125,8 @@ def test_statistics_cache_reads_back_with_weights_only(tmp_path):
     save_statistics(path, names, ms, 12, key="ckpt=abc|split=train|bptt=5")
     state = torch.load(path, weights_only=True)  # nothing but tensors, strings, lists and ints
     assert state["segments"] == 12
-    loaded = load_statistics(path, names, key="ckpt=abc|split=train|bptt=5")
-    assert all(torch.equal(a, b) for a, b in zip(loaded, ms))
+    loaded, segments = load_statistics(path, names, key="ckpt=abc|split=train|bptt=5")
+    assert all(torch.equal(a, b) for a, b in zip(loaded, ms)) and segments == 12
     assert load_statistics(path, names, key="ckpt=abc|split=train|bptt=10") is None
     assert load_statistics(path, names[::-1], key="ckpt=abc|split=train|bptt=5") is None
     assert load_statistics(str(tmp_path / "missing.pt"), names, key="k") is None
@@ -134,3 +137,47 @@ def test_mismatched_statistics_are_refused():
         DynamicEvalUpdate(make_tensors(0), make_tensors(1)[:-1], 1e-3, 1e-3)
     with pytest.raises(ValueError, match="all zero"):
         DynamicEvalUpdate(make_tensors(0), [torch.zeros(s) for s in SHAPES], 1e-3, 1e-3)
+
+
+def reference_update_old_scale(params, theta0, segment_grads, grads, lr, lamb, epsilon, ms_from_mean=False):
+    """One update of benkrause/dynamic-evaluation before --oldhyper existed (and zihangdai/mos
+    dynamiceval.py; with `ms_from_mean`, its --ms), element by element in float64:
+        MS = sqrt(sum over segments of g^2)      (--ms: sqrt(mean))
+        gsum = sum over parameters of mean(MS)   (not averaged)
+        decrate = min(MS / gsum, 1 / lamb)
+        theta += lamb * decrate * (theta0 - theta) - lr * g / (MS + epsilon)"""
+    segments = len(segment_grads)
+    ms = []
+    for i in range(len(params)):
+        sq = [sum(float(g[i].double().flatten()[k]) ** 2 for g in segment_grads) for k in range(params[i].numel())]
+        ms.append([math.sqrt(x / segments if ms_from_mean else x) for x in sq])
+    gsum = sum(sum(m) / len(m) for m in ms)
+    out = []
+    for p, p0, m, g in zip(params, theta0, ms, grads):
+        p, p0, g = (t.double().flatten().tolist() for t in (p, p0, g))
+        out.append(torch.tensor([x + lamb * min(mi / gsum, 1 / lamb) * (x0 - x) - lr * gi / (mi + epsilon)
+                                 for x, x0, mi, gi in zip(p, p0, m, g)], dtype=torch.float64))
+    return out
+
+
+@pytest.mark.parametrize("scale", ["oldhyper", "mos_ms"])
+def test_reference_scales_convert_to_the_same_update(scale):
+    """Rates in the old code's scale, converted (paper_scale), give the old code's update."""
+    params = make_tensors(0)
+    theta0 = [p.clone() for p in params]
+    for p in params:  # away from theta0, so the decay term counts
+        p.add_(0.05)
+    segment_grads = [make_tensors(20 + k, scale=0.1) for k in range(9)]
+    stats = GradientStatistics(params)
+    for g in segment_grads:
+        stats.add(g)
+    grads = make_tensors(99, scale=0.1)
+    lr, lamb, epsilon = 2e-3, 0.05, 1e-3  # zihangdai/mos / the paper's AWD-LSTM values, old scale
+    expected = reference_update_old_scale(params, theta0, segment_grads, grads, lr, lamb, epsilon,
+                                          ms_from_mean=scale == "mos_ms")
+    update = DynamicEvalUpdate(params, stats.ms(), *paper_scale(scale, lr, lamb, epsilon, 9, len(params)))
+    update.theta0 = theta0
+    update.step(grads)
+    for p, e in zip(params, expected):
+        torch.testing.assert_close(p.double().flatten(), e, rtol=0, atol=1e-6)
+    assert paper_scale("paper", lr, lamb, epsilon, 9, 4) == (lr, lamb, epsilon)

@@ -175,3 +175,20 @@ def test_divergence_stops_with_the_flag_named(checkpoint, short_bin):
     assert proc.returncode != 0
     last = proc.stdout.strip().splitlines()[-1]
     assert "dynamic evaluation diverged" in last and "--dyneval-lr (now 1e+35)" in last, last
+
+
+def test_reference_scale_equals_its_conversion(short_bin, tmp_path):
+    """--dyneval-hyper-scale oldhyper with zihangdai/mos's rates scores as the paper-scale rates
+    eta / sqrt(S), lambda / P, epsilon / sqrt(S), S the statistics' segments, P the adapted tensors."""
+    ckpt = train("awd_lstm", short_bin, tmp_path)
+    segments, old = 30, ["--dyneval-lr", "0.002", "--dyneval-lambda", "0.075", "--dyneval-epsilon", "0.002"]
+    _, _, loss_old = eval_lm(short_bin, ckpt, "awd_dynamic_eval", "--dyneval-max-segments", segments,
+                             "--dyneval-hyper-scale", "oldhyper", *old)
+    (stats_file,) = glob.glob(f"{ckpt}.dyneval-*.pt")
+    tensors = len(torch.load(stats_file, weights_only=True)["ms"])
+    root = math.sqrt(segments)
+    _, _, loss_new = eval_lm(short_bin, ckpt, "awd_dynamic_eval", "--dyneval-max-segments", segments,
+                             "--dyneval-lr", 0.002 / root, "--dyneval-lambda", 0.075 / tensors,
+                             "--dyneval-epsilon", 0.002 / root)
+    _, _, loss_unconverted = eval_lm(short_bin, ckpt, "awd_dynamic_eval", "--dyneval-max-segments", segments, *old)
+    assert tensors == 10 and loss_old == loss_new != loss_unconverted  # 2 layers x 4, embedding, output bias

@@ -151,8 +151,8 @@ def save_statistics(path: str, names: Sequence[str], ms: Sequence[Tensor], segme
     torch.save(statistics_state(names, ms, segments, key), path)
 
 
-def load_statistics(path: str, names: Sequence[str], key: str) -> Optional[List[Tensor]]:
-    """MS from `path` if it was computed under `key` for parameters `names`; else None."""
+def load_statistics(path: str, names: Sequence[str], key: str) -> Optional[Tuple[List[Tensor], int]]:
+    """(MS, segments) from `path` if it was computed under `key` for parameters `names`; else None."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -160,4 +160,26 @@ def load_statistics(path: str, names: Sequence[str], key: str) -> Optional[List[
     if state.get("key") != key or state.get("names") != list(names):
         logger.info("gradient statistics in %s are for another model or setting: recomputing", path)
         return None
-    return state["ms"]
+    return state["ms"], int(state["segments"])
+
+
+# -- the reference code's other hyper-parameter scales ------------------------------------------
+
+# benkrause/dynamic-evaluation before it followed the paper's equations (its `--oldhyper`; also
+# zihangdai/mos dynamiceval.py by default): MS = sqrt(sum of g^2) over the S statistics segments,
+# and decrate = MS / (sum over the P parameter tensors of mean(MS)). zihangdai/mos `--ms`: MS from
+# the mean, the normaliser still summed. Written in the paper's terms, the same update has
+# eta / sqrt(S), lambda / P and epsilon / sqrt(S) (oldhyper), or lambda / P (mos_ms).
+HYPER_SCALES = ("paper", "oldhyper", "mos_ms")
+
+
+def paper_scale(scale: str, lr: float, lambdah: float, epsilon: float, segments: int, tensors: int):
+    """(eta, lambda, epsilon) in the paper's scale for rates given in `scale` (HYPER_SCALES)."""
+    if scale == "paper":
+        return lr, lambdah, epsilon
+    if scale == "oldhyper":
+        root = math.sqrt(segments)
+        return lr / root, lambdah / tensors, epsilon / root
+    if scale == "mos_ms":
+        return lr, lambdah / tensors, epsilon
+    raise ValueError(f"unknown hyper-parameter scale {scale!r}: choose from {', '.join(HYPER_SCALES)}")

@@ -22,16 +22,17 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
-from fairseq.dataclass import FairseqDataclass
+from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.tasks import register_task
 from omegaconf import II
 from torch import Tensor
 
 from ..files import sha256_of
 from ..models.stream_scorer import StreamScorer
-from ..modules.dynamic_eval import DynamicEvalUpdate, gradient_statistics, load_statistics, save_statistics
+from ..modules.dynamic_eval import (HYPER_SCALES, DynamicEvalUpdate, gradient_statistics, load_statistics,
+                                    paper_scale, save_statistics)
 from .bptt_dataset import batchify
 from .bptt_schedule import fixed_windows
 from .cache_pointer_lm import PointerOptions, build_pointer
@@ -50,6 +51,12 @@ class DynamicEvalOptions(FairseqDataclass):
     dyneval_lambda: float = field(default=0.002, metadata={"help": "decay rate lambda towards the checkpoint's "
                                                                    "weights (--lamb)"})
     dyneval_epsilon: float = field(default=2e-5, metadata={"help": "added to MS in the update (--epsilon)"})
+    dyneval_hyper_scale: ChoiceEnum(HYPER_SCALES) = field(
+        default="paper",
+        metadata={"help": "the scale --dyneval-lr / -lambda / -epsilon are given in: the paper's equations (the "
+                  "reference's default), 'oldhyper' (dynamiceval.py --oldhyper, zihangdai/mos dynamiceval.py) or "
+                  "'mos_ms' (zihangdai/mos dynamiceval.py --ms); see docs/dynamic_evaluation.md"},
+    )
     dyneval_stats_streams: int = field(default=100, metadata={"help": "contiguous streams of the training split "
                                                                       "for the gradient statistics (--batch_size)"})
     dyneval_max_segments: int = field(default=0, metadata={"help": "cap on the statistics' segments, 0 = the whole "
@@ -72,6 +79,10 @@ class DynamicEvalLMTask(StreamScoringTask):
     name = "awd_dynamic_eval"
     window_flag = "--dyneval-bptt"
 
+    def __init__(self, cfg: DynamicEvalLMConfig, dictionary):
+        super().__init__(cfg, dictionary)
+        self.statistics_segments = 0  # S of the statistics in use (the reference scales' conversion needs it)
+
     @classmethod
     def setup_task(cls, cfg: DynamicEvalLMConfig, **kwargs):
         if cfg.dyneval_bptt < 1:
@@ -91,13 +102,20 @@ class DynamicEvalLMTask(StreamScoringTask):
         cfg = self.cfg
         if scorer.update is None:
             params = [p for _, p in scorer.adapted_parameters()]
-            scorer.update = DynamicEvalUpdate(params, self.statistics(scorer), cfg.dyneval_lr, cfg.dyneval_lambda,
-                                              cfg.dyneval_epsilon)
+            ms, self.statistics_segments = self.statistics(scorer)
+            scorer.update = DynamicEvalUpdate(params, ms, *self.rates(len(params)))
         else:
-            scorer.update.configure(cfg.dyneval_lr, cfg.dyneval_lambda, cfg.dyneval_epsilon)
-        logger.info("dynamic evaluation: eta %g, lambda %g, epsilon %g, segments of %d%s", cfg.dyneval_lr,
-                    cfg.dyneval_lambda, cfg.dyneval_epsilon, cfg.dyneval_bptt,
+            scorer.update.configure(*self.rates(len(scorer.update.params)))
+        update = scorer.update
+        logger.info("dynamic evaluation: eta %g, lambda %g, epsilon %g (the paper's scale), segments of %d%s",
+                    update.lr, update.lambdah, update.epsilon, cfg.dyneval_bptt,
                     ", with the cache pointer" if scorer.pointer is not None else "")
+
+    def rates(self, tensors: int):
+        """(eta, lambda, epsilon) in the paper's scale from the options (--dyneval-hyper-scale)."""
+        cfg = self.cfg
+        return paper_scale(str(cfg.dyneval_hyper_scale), cfg.dyneval_lr, cfg.dyneval_lambda, cfg.dyneval_epsilon,
+                           self.statistics_segments, tensors)
 
     # -- gradient statistics ------------------------------------------------------------------
 
@@ -117,8 +135,8 @@ class DynamicEvalLMTask(StreamScoringTask):
             return None
         return f"{self.cfg.checkpoint_path}.dyneval-{hashlib.sha1(key.encode()).hexdigest()[:10]}.pt"
 
-    def statistics(self, scorer: StreamScorer) -> List[Tensor]:
-        """MS per adapted parameter: from the cache when its key matches, else computed (and saved)."""
+    def statistics(self, scorer: StreamScorer) -> Tuple[List[Tensor], int]:
+        """(MS per adapted parameter, segments): from the cache when its key matches, else computed (and saved)."""
         cfg = self.cfg
         if len(self.scorers) != 1:
             raise ValueError("awd_dynamic_eval adapts one model: give a single checkpoint to --path")
@@ -128,10 +146,10 @@ class DynamicEvalLMTask(StreamScoringTask):
         names = [n for n, _ in scorer.adapted_parameters()]
         key = self.statistics_key(scorer, tokens)
         path = None if cfg.dyneval_no_cache else self.statistics_path(key)
-        ms = load_statistics(path, names, key) if path else None
-        if ms is not None:
+        cached = load_statistics(path, names, key) if path else None
+        if cached is not None:
             logger.info("gradient statistics read from %s", path)
-            return ms
+            return cached
         logger.info("gradient statistics on %s: %d streams, segments of %d", split, cfg.dyneval_stats_streams,
                     cfg.dyneval_bptt)
         data = batchify(tokens, cfg.dyneval_stats_streams)  # (N, B)
@@ -147,4 +165,4 @@ class DynamicEvalLMTask(StreamScoringTask):
         if path:
             save_statistics(path, names, ms, segments, key)
             logger.info("gradient statistics (%d segments) saved to %s", segments, path)
-        return ms
+        return ms, segments
