@@ -1,21 +1,11 @@
 """``F.linear`` through oneDNN on the CPU, forward and backward: the QRNN's gate projection.
 
-On the CPU, PyTorch runs float32 ``F.linear`` / ``mm`` through MKL's sgemm, which on AMD processors
-takes a generic code path: on the 2-core AMD EPYC (Zen 4) we develop on, a (1400 x 1550) x (1550 x
-4650) product (one PTB QRNN layer's gates for a 70 x 20 window) runs at ~33 GFLOP/s with MKL and
-~51 GFLOP/s with oneDNN (the library ``nn.LSTM`` already uses on the CPU, through
-``mkldnn_rnn_layer``). The three products of a linear layer's forward and backward all go through
-oneDNN's inner-product primitive; where oneDNN is missing, the dtype is not float32 or the tensors
-are not on the CPU, :func:`linear` is ``F.linear``. Results equal ``F.linear``'s up to float32
-summation order. ``AWD_FAIRSEQ_ONEDNN_LINEAR=0`` turns it off.
-
-What it buys end to end: a whole training update of the PTB QRNN recipe (4 layers, batch 20 x
-bptt 70, 2 threads) takes 1.14x-1.31x as long with ``F.linear`` as with this path. Two runs of
-``python scripts/bench/bench_qrnn_cpu_paths.py``, paths in rotated order, median of per-round ratios, on
-the AMD EPYC machine above while shared (load average 12-25 on its 2 cores, so single rounds
-range 0.89x-1.9x): 1.31x (7 rounds of 3 updates, at commit 6b219a1, F.linear arms over oneDNN
-arms, 6 of 7 rounds above 1) and 1.14x (``--rounds 9 --updates 2``, 7 of 9 rounds above 1).
-Measured on AMD only: on Intel processors, where MKL takes its fast path, expect little.
+On the CPU, PyTorch runs float32 ``F.linear`` / ``mm`` through MKL's sgemm, which takes a generic
+code path on AMD processors; oneDNN's inner-product primitive (the library ``nn.LSTM`` already
+uses on the CPU) is faster there (docs/qrnn.md gives the figures and the command). The three
+products of a linear layer's forward and backward all go through it; where oneDNN is missing, the
+dtype is not float32 or the tensors are not on the CPU, :func:`linear` is ``F.linear``. Results
+equal ``F.linear``'s up to float32 summation order. ``AWD_FAIRSEQ_ONEDNN_LINEAR=0`` turns it off.
 
 The one private API: ``torch.ops.mkldnn._linear_pointwise`` (the op TorchInductor emits for CPU
 linears), called in :func:`_onednn` alone. If a torch release removes or changes it, the probe

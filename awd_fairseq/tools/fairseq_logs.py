@@ -1,32 +1,17 @@
 """Read what fairseq's command-line tools print: `fairseq-train --log-format json` records and
-fairseq-eval-lm's closing summary. The one place in the package (and its scripts) that parses
-fairseq output.
+fairseq-eval-lm's closing summary; the one place that parses fairseq output.
 
-fairseq's `JsonProgressBar` logs one JSON object per line through a logger renamed to the
-record's tag, so a console line reads (fairseq-train's logging format)::
+fairseq's `JsonProgressBar` logs one JSON object per line through a logger named after the
+record's tag (fairseq's or hydra's line format)::
 
     2026-12-01 21:00:00 | INFO | train_inner | {"epoch": 1, "update": 0.25, "loss": "7.512", ...}
-    2026-12-01 21:00:09 | INFO | train | {"epoch": 1, "train_loss": "7.1", "train_ppl": "137.2", ...}
     2026-12-01 21:00:09 | INFO | valid | {"epoch": 1, "valid_loss": "6.9", "valid_ppl": "119.4", ...}
-
-or, under fairseq-hydra-train without `common.reset_logging`, hydra's format::
-
     [2026-12-01 21:00:09,123][valid][INFO] - {"epoch": 1, "valid_loss": "6.9", ...}
 
-`train_inner` records come from `progress.log` every `--log-interval` updates (keys as the
-criterion and trainer name them); `train` (end of epoch) and validation records (tag = the subset
-name) come from `progress.print`, which prefixes every key with the tag. The readers below strip
-that prefix and turn fairseq's formatted numbers ("{:g}", "{:.3f}") back into int / float, so every
-record is a plain dict: `{"epoch": 1, "loss": 6.9, "ppl": 119.4, "num_updates": 40, ...}`.
-Losses are in bits (fairseq's criteria divide by ln 2); `ppl` is 2 ** loss.
-
-API (every `source` is the text itself, an iterable of lines, or an `os.PathLike` naming a file):
-
-* `read_records(source, tag=None) -> List[JsonRecord]`: every JSON record (or those of one tag).
-* `train_inner(source)`, `train_epochs(source)`, `valid(source, subset="valid")`: their stats.
-* `eval_lm_summary(source) -> EvalLmSummary`: the last "Evaluated N tokens in S s" /
-  "Loss (base 2): L, Perplexity: P" pair printed by fairseq-eval-lm.
-* `model_params(source)`: the parameter count fairseq-train prints at start-up.
+`train` (end of epoch) and validation records prefix every key with their tag; the readers strip
+it and turn fairseq's formatted numbers back into int / float: `{"epoch": 1, "loss": 6.9, ...}`.
+Losses are in bits (`ppl` is 2 ** loss). Every `source` is the text, an iterable of lines or a
+path.
 """
 import json
 import math

@@ -1,8 +1,6 @@
 """What the QRNN's oneDNN gate projection buys in a whole training update, measured in one process.
 
-The path: modules/onednn_linear.py against `F.linear` (MKL's sgemm). (This script at commit 6b219a1
-also timed a compiled C forget-mult against `forget_mult_torch`: 0.98x, i.e. no measurable
-effect, and that kernel was removed.) One update is what fairseq-train does per step with
+The path: modules/onednn_linear.py against `F.linear` (MKL's sgemm). One update is what fairseq-train does per step with
 the PTB QRNN recipe: the `qrnn` model (4 layers, 400 / 1550, weight drop and all dropouts on),
 `awd_split_cross_entropy` with AR / TAR, backward, clipping at 0.2 and an SGD step, on a 20 x 70
 window of random tokens over a 10k vocabulary. The two paths run round by round in a
@@ -12,7 +10,7 @@ Not a test.
 
     python scripts/bench/bench_qrnn_cpu_paths.py --rounds 7 --updates 3
 
-Measured figures: awd_fairseq/modules/onednn_linear.py's docstring.
+Measured figures: docs/qrnn.md ("Kernels").
 """
 import argparse
 import logging
