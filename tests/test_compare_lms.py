@@ -11,54 +11,93 @@ import sys
 
 import pytest
 
-from awd_fairseq.tools.compare import pipeline, report
+from awd_fairseq.tools import fairseq_logs
+from awd_fairseq.tools.compare import budget, report
 from awd_fairseq.tools.compare.specs import MODELS
 
-from conftest import REPO, _head, make_data_bin
+from conftest import REPO, _head, eval_lm_loss, make_data_bin, run_fairseq
 
 
-def _row(name, valid_loss, tokens=(500, 487), pointer=True):
-    p = {"theta": 0.5, "lambda": 0.1, "valid": {"tokens": tokens[0], "loss": valid_loss - 1},
-         "test": {"tokens": tokens[1], "loss": valid_loss - 0.5}} if pointer else None
-    return {"model": name, "notes": "", "params": 24_000_000, "tokens_per_s": 1234.5, "peak_rss_mib": 900.0,
-            "train_seconds": 1200.0, "updates": 40, "curve": [{"seconds": 60.0, "updates": 20, "loss": valid_loss + 1},
-                                                                {"seconds": 120.0, "updates": 40, "loss": valid_loss}],
-            "valid": {"loss": valid_loss, "tokens": tokens[0]}, "test": {"loss": valid_loss + 0.1, "tokens": tokens[1]},
-            "pointer": p}
+def _eval(loss, tokens, seconds=10.0):
+    return {"valid": {"loss": loss, "tokens": tokens[0], "seconds": seconds},
+            "test": {"loss": loss + 0.1, "tokens": tokens[1], "seconds": seconds}}
+
+
+def _row(name, valid_loss, tokens=(500, 487), pointer=True, dyneval=True):
+    p = {"theta": 0.5, "lambda": 0.1, **_eval(valid_loss - 1, tokens, 11.0)} if pointer else None
+    d = {"eta": 3e-5, "lambda": 2e-3, "epsilon": 2e-5, "bptt": 5, **_eval(valid_loss - 2, tokens, 250.0)} if dyneval else None
+    return {"model": name, "notes": "", "caveat": "", "params": 24_000_000, "tokens_per_s": 1234.5,
+            "peak_rss_mib": 900.0, "updates": 40, "tokens": 56_000.0, "epochs": 0.06, "train_seconds": 1200.0,
+            "other_seconds": 90.0, "curve": [{"seconds": 60.0, "tokens": 28_000.0, "updates": 20, "loss": valid_loss + 1},
+                                             {"seconds": 120.0, "tokens": 56_000.0, "updates": 40, "loss": valid_loss}],
+            "eval": _eval(valid_loss, tokens), "pointer": p, "dyneval": d}
 
 
 def test_table_reads_perplexity_or_bits_per_character():
-    rows = [_row("awd_lstm", 6.0), _row("lstm_lm", 7.0, pointer=False)]
+    rows = [_row("awd_lstm", 6.0), _row("lstm_lm", 7.0, pointer=False, dyneval=False)]
     table = report.markdown_table(rows).splitlines()
     assert len(table) == 4 and "valid ppl" in table[0] and "bpc" not in table[0]
-    cells = [c.strip() for c in table[2].split("|")]
-    assert cells[2] == "24.00M" and cells[3] == "1234" and cells[5] == "20.0"
-    assert cells[7] == f"{2 ** 6.0:.2f}" and cells[8] == f"{2 ** 6.1:.2f}" and cells[9] == f"{2 ** 5.0:.2f}"
-    assert table[3].count("n/a") == 3  # lstm_lm: no pointer
+    cells = [c.strip() for c in table[2].split("|")][1:-1]
+    assert cells[1:8] == ["24.00M", "40", "56,000", "0.06", "20.0", "1.5", "1234"]
+    assert cells[8:14] == [f"{2 ** x:.2f}" for x in (6.0, 6.1, 5.0, 5.1, 4.0, 4.1)]
+    assert cells[14] == "10 / 11 / 250"
+    assert table[3].count("n/a") == 6  # lstm_lm: no pointer, no dynamic evaluation
     char = report.markdown_table(rows, char_level=True).splitlines()
-    assert "valid bpc" in char[0] and [c.strip() for c in char[2].split("|")][7] == "6.000"
+    assert "valid bpc" in char[0] and [c.strip() for c in char[2].split("|")][9] == "6.000"
 
 
 def test_scored_token_counts_are_checked():
-    assert pipeline.check_scored_tokens([_row("a", 6.0), _row("b", 7.0)]) == []
-    problems = pipeline.check_scored_tokens([_row("a", 6.0), _row("b", 7.0, tokens=(499, 487))])
-    assert len(problems) == 1 and problems[0].startswith("valid")
+    assert report.check_scored_tokens([_row("a", 6.0), _row("b", 7.0)]) == []
+    bad = _row("b", 7.0)
+    bad["dyneval"]["valid"]["tokens"] = 499
+    problems = report.check_scored_tokens([_row("a", 6.0), bad])
+    assert len(problems) == 1 and problems[0].startswith("valid") and "b dynamic evaluation" in problems[0]
 
 
-def test_budget_flags():
-    assert pipeline.Budget(updates=10).flags() == ["--max-update", "10"]
-    assert pipeline.Budget(minutes=30).flags() == ["--stop-time-hours", "0.5"]
-    with pytest.raises(ValueError, match="--budget-updates"):
-        pipeline.Budget().flags()
+def test_budgets_in_updates():
+    speed = budget.Speed(seconds_per_update=0.5, tokens_per_update=1400.0)
+    assert budget.Budget("updates", 40).updates() == 40
+    assert budget.Budget("minutes", 10).updates(speed) == 1200  # 600 s / 0.5 s
+    assert budget.Budget("tokens", 1e6).updates(speed) == 714  # 1e6 / 1400, rounded
+    assert budget.Budget("minutes", 1e-6).updates(speed) == 1
+    with pytest.raises(ValueError, match="choose from"):
+        budget.Budget("hours", 1)
+    with pytest.raises(ValueError, match="speed"):
+        budget.Budget("tokens", 10).updates()
 
 
-def test_curve_times_from_the_log(tmp_path):
-    log = tmp_path / "train.log"
-    log.write_text('2026-12-01 21:00:30 | INFO | valid | {"epoch": 1, "valid_loss": "7.5", "valid_num_updates": "10"}\n'
-                   '2026-12-01 21:01:30 | INFO | valid | {"epoch": 2, "valid_loss": "7", "valid_num_updates": "20"}\n')
-    started = report._timestamp("2026-12-01 21:00:00")
-    assert report.curve(log, started) == [{"seconds": 30.0, "updates": 10, "loss": 7.5},
-                                          {"seconds": 90.0, "updates": 20, "loss": 7.0}]
+def _log(path, *records):
+    path.write_text("".join(f"2026-12-01 21:00:{i:02d} | INFO | {tag} | {json.dumps(r)}\n"
+                            for i, (tag, r) in enumerate(records)))
+    return path
+
+
+def test_speed_and_what_was_trained_from_the_log(tmp_path):
+    log = _log(tmp_path / "train.log",
+               ("train_inner", {"num_updates": "5", "wps": "100", "wpb": "1000"}),  # start-up: left out
+               ("train_inner", {"num_updates": "10", "wps": "2000", "wpb": "1000"}),
+               ("valid", {"valid_num_updates": "10", "valid_loss": "7.5"}),
+               ("train", {"train_num_updates": "10", "train_wpb": "1100", "train_train_wall": "9"}),
+               ("train_inner", {"num_updates": "15", "wps": "1000", "wpb": "1500"}),
+               ("valid", {"valid_num_updates": "15", "valid_loss": "7"}),
+               ("train", {"train_num_updates": "15", "train_wpb": "1500", "train_train_wall": "8"}))
+    speed = budget.measured_speed(log)
+    assert speed.seconds_per_update == pytest.approx((0.5 + 1.5) / 2) and speed.tokens_per_update == 1250
+    assert budget.trained(log) == {"updates": 15, "tokens": 1100 * 10 + 1500 * 5, "train_seconds": 17.0}
+    # validation points on the training-time and token axes: 5 x 10 s, 5 x 0.5 s, 5 x 1.5 s; tokens likewise
+    assert report.curve(log) == [{"updates": 10, "seconds": 52.5, "tokens": 10_000.0, "loss": 7.5},
+                                 {"updates": 15, "seconds": 60.0, "tokens": 17_500.0, "loss": 7.0}]
+
+
+def test_the_transformer_warm_up_is_scaled_to_the_budget():
+    from awd_fairseq.tools.compare.specs import TRANSFORMER_WARMUP_FRACTION, model_specs
+
+    specs = model_specs("data-bin/x", "tiny")
+    assert TRANSFORMER_WARMUP_FRACTION == 4000 / 50000  # fairseq's examples/language_model recipe
+    assert specs["transformer_lm"].schedule(1000) == ["--warmup-updates", "80"]
+    assert specs["transformer_lm"].schedule(5) == ["--warmup-updates", "1"]
+    assert "--warmup-updates" not in specs["transformer_lm"].train
+    assert specs["awd_lstm"].schedule(1000) == [] and specs["lstm_lm"].dyneval is None
 
 
 def _png_size(path):
@@ -67,36 +106,86 @@ def _png_size(path):
     return struct.unpack(">II", data[16:24])
 
 
-@pytest.mark.e2e
-def test_compare_end_to_end(tmp_path):
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
     src = REPO / "data" / "wikitext-2"
-    data = make_data_bin(tmp_path / "corpus", {"train": _head(src / "train.txt.xz", 100),
-                                               "valid": _head(src / "valid.txt.xz", 12),
-                                               "test": _head(src / "test.txt.xz", 12)})
-    out = tmp_path / "out"
-    cmd = [sys.executable, str(REPO / "scripts" / "compare_lms.py"), str(data), "--out", str(out), "--budget-updates", "2",
-           "--size", "tiny", "--cpu", "--pointer-window", "20", "--log-interval", "1", "--no-progress", "--tensorboard"]
+    return make_data_bin(tmp_path_factory.mktemp("corpus"), {"train": _head(src / "train.txt.xz", 100),
+                                                            "valid": _head(src / "valid.txt.xz", 12),
+                                                            "test": _head(src / "test.txt.xz", 12)})
+
+
+def compare(data, out, *args):
+    cmd = [sys.executable, str(REPO / "scripts" / "compare_lms.py"), str(data), "--out", str(out), "--size", "tiny",
+           "--cpu", "--pointer-window", "20", "--log-interval", "1", "--no-progress", "--calibration-updates", "6",
+           "--dyneval-search-segments", "5", "--dyneval-etas", "3e-5,1e-4", "--dyneval-lambdas", "2e-3", *args]
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
 
+
+def speed_of(log):
+    """Seconds and tokens per update from a calibration log, written out: wpb / wps of the
+    train_inner records after the first."""
+    records = fairseq_logs.train_inner(log)[1:]
+    assert len(records) >= 4 and all(r["wps"] > 0 for r in records)
+    return (sum(r["wpb"] / r["wps"] for r in records) / len(records), sum(r["wpb"] for r in records) / len(records))
+
+
+@pytest.mark.e2e
+def test_compare_end_to_end_with_a_token_budget(corpus, tmp_path):
+    out = tmp_path / "out"
+    compare(corpus, out, "--budget-tokens", "600", "--tensorboard")
     table = (out / "table.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert [r.split("`")[1] for r in rows] == list(MODELS)
     results = json.loads((out / "results.json").read_text())
     assert results["problems"] == [] and "identical for every run" in table
+    assert "Budget: equal training tokens: 600 target tokens per model" in table
     for row in results["rows"]:
-        assert row["updates"] == 2 and row["params"] > 0 and row["peak_rss_mib"] > 50
-        assert all(math.isfinite(row[s]["loss"]) for s in ("valid", "test"))
-        assert (row["pointer"] is None) == (row["model"] == "lstm_lm")
-    for name in ("valid_vs_wall.png", "valid_vs_updates.png"):
+        _, tokens_per_update = speed_of(out / row["model"] / "calibration.log")
+        assert row["updates"] == max(1, round(600 / tokens_per_update)), row["model"]
+        per_update = fairseq_logs.train_inner(out / row["model"] / "train.log")  # --log-interval 1
+        # the per-epoch mean wpb is rounded to 0.1
+        assert row["tokens"] == pytest.approx(sum(r["wpb"] for r in per_update), abs=0.05 * row["updates"])
+        assert len(per_update) == row["updates"]
+        assert row["params"] > 0 and row["peak_rss_mib"] > 50 and row["epochs"] > 0
+        assert all(math.isfinite(row["eval"][s]["loss"]) for s in ("valid", "test"))
+        assert (row["pointer"] is None) == (row["dyneval"] is None) == (row["model"] == "lstm_lm")
+    for name in ("valid_vs_time.png", "valid_vs_tokens.png"):
         width, height = _png_size(out / name)
         assert width > 100 and height > 100
     events = list((out / "awd_lstm" / "tensorboard").rglob("events.out.tfevents.*"))
     assert {e.parent.name for e in events} >= {"train_inner", "valid"}
 
+    # the dynamic-evaluation column is fairseq-eval-lm run directly with the settings the notes print
+    row = next(r for r in results["rows"] if r["model"] == "transformer_lm")
+    d = row["dyneval"]
+    assert f"dynamic evaluation segments of 8, eta {d['eta']:g}, lambda {d['lambda']:g}, epsilon 0.0001" in table
+    direct = run_fairseq("eval_lm", [corpus, "--path", out / "transformer_lm" / "checkpoints" / "checkpoint_best.pt",
+                                     "--task", "awd_dynamic_eval", "--dyneval-bptt", "8", "--stream-context", "24",
+                                     "--dyneval-lr", f"{d['eta']:g}", "--dyneval-lambda", f"{d['lambda']:g}",
+                                     "--dyneval-epsilon", f"{d['epsilon']:g}", "--gen-subset", "test"])
+    assert eval_lm_loss(direct.stdout + direct.stderr) == pytest.approx(d["test"]["loss"], abs=1e-4)
+    assert d["test"]["loss"] != row["eval"]["test"]["loss"]
+
     stamp = (out / "qrnn" / "train.log").stat().st_mtime
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("reusing the finished run") == len(MODELS) * 4 - 1  # train, valid, test each; pointer but for lstm_lm
+    again = compare(corpus, out, "--budget-tokens", "600", "--tensorboard")
+    # calibration, train, plain valid + test, pointer tuning + valid + test, dyneval tuning + valid + test; lstm_lm 4
+    assert again.stderr.count("reusing the finished run") == (len(MODELS) - 1) * 10 + 4
     assert (out / "qrnn" / "train.log").stat().st_mtime == stamp
+
+
+@pytest.mark.e2e
+def test_compare_with_a_time_budget(corpus, tmp_path):
+    out = tmp_path / "out"
+    compare(corpus, out, "--budget-minutes", "0.05", "--models", "awd_lstm,transformer_lm", "--no-dyneval")
+    results = json.loads((out / "results.json").read_text())
+    assert results["budget"].startswith("equal training time: 0.05 minutes")
+    for row in results["rows"]:
+        seconds_per_update, _ = speed_of(out / row["model"] / "calibration.log")
+        assert row["updates"] == max(1, round(3.0 / seconds_per_update)), row["model"]
+        assert row["dyneval"] is None and row["pointer"] is not None
+    warmup = (out / "transformer_lm" / "train.log").read_text()
+    updates = next(r["updates"] for r in results["rows"] if r["model"] == "transformer_lm")
+    assert f"'warmup_updates': {max(1, round(0.08 * updates))}" in warmup

@@ -1,32 +1,43 @@
-"""The comparison, model by model: train within the budget (fairseq-train), score valid and test
-(fairseq-eval-lm), tune the cache pointer on valid and score test with it, then write the table,
-the plots and a JSON of every figure into the output folder. Each step's log and `.done.json`
-live in `<out>/<model>/`; a rerun with the same folder and arguments reuses the finished steps."""
+"""The comparison, model by model: calibrate (for a time or token budget), train within the budget
+(fairseq-train), score valid and test (fairseq-eval-lm), tune the cache pointer and dynamic
+evaluation on valid and score both splits with the best settings (fairseq-eval-lm again, timed),
+then write the table, the plots and a JSON of every figure into the output folder. Each step's
+log and `.done.json` (or result file) live in `<out>/<model>/`; a rerun with the same folder and
+arguments reuses the finished steps, so several processes may each run a subset of the models
+into the same folder and a last run writes the table."""
 import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from .. import pointer_tuning
+from .. import dyneval_tuning, pointer_tuning
 from ..cli import USER_DIR, fairseq_tool
 from . import report
+from .budget import Budget, calibration_flags, measured_speed
 from .runner import TrainProgress, reuse_or_call, run_step
-from .specs import MODELS, model_specs
+from .specs import MODELS, ModelSpec, model_specs
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
-class Budget:
-    updates: Optional[int] = None
-    minutes: Optional[float] = None
+class DynevalSearch:
+    """How dynamic evaluation is tuned: the grids (None: the reference's, scaled by the segment
+    length) on the first `segments` segments of valid (0: all of it); `statistics_segments` caps the
+    training segments of the gradient statistics (0: the whole training split)."""
 
-    def flags(self) -> List[str]:
-        if self.updates is None and self.minutes is None:
-            raise ValueError("give a budget per model: --budget-updates N or --budget-minutes M")
-        flags = ["--max-update", str(self.updates)] if self.updates is not None else []
-        return flags + (["--stop-time-hours", repr(self.minutes / 60)] if self.minutes is not None else [])
+    etas: Optional[List[float]] = None
+    lambdas: Optional[List[float]] = None
+    segments: int = 2000
+    statistics_segments: int = 0
+
+    def describe(self) -> str:
+        grid = "the reference's grid" if self.etas is None and self.lambdas is None else "the grid"
+        where = f"the first {self.segments} segments of valid" if self.segments else "all of valid"
+        stats = (f", statistics from {self.statistics_segments} training segments" if self.statistics_segments
+                 else "")
+        return f"eta and lambda tuned over {grid} on {where}{stats}"
 
 
 @dataclass
@@ -42,6 +53,8 @@ class Comparison:
     char_level: bool = False
     pointer: bool = True
     pointer_window: int = 500
+    dyneval: Optional[DynevalSearch] = field(default_factory=DynevalSearch)
+    calibration_updates: int = 30
     cpu: bool = False
     log_interval: int = 50
     valid_every_updates: int = 0
@@ -54,42 +67,89 @@ def _device(c: Comparison) -> List[str]:
     return ["--cpu"] if c.cpu else []
 
 
-def run_model(c: Comparison, spec) -> Dict:
-    folder = c.out / spec.name
+def budget_updates(c: Comparison, spec: ModelSpec, folder: Path) -> int:
+    if not c.budget.calibrated:
+        return c.budget.updates()
+    cmd = [fairseq_tool("fairseq-train"), c.data, *spec.train, "--user-dir", str(USER_DIR),
+           *calibration_flags(c.calibration_updates), *_device(c), *c.extra_train.get(spec.name, [])]
+    run_step(f"{spec.name} calibration", cmd, folder / "calibration.log")
+    speed = measured_speed(folder / "calibration.log")
+    updates = c.budget.updates(speed)
+    logger.info("%s: %.3f s and %.0f tokens per update -> %d updates", spec.name, speed.seconds_per_update,
+                speed.tokens_per_update, updates)
+    return updates
+
+
+def train(c: Comparison, spec: ModelSpec, folder: Path, updates: int) -> Dict:
     ckpt = folder / "checkpoints"
-    train = [fairseq_tool("fairseq-train"), c.data, *spec.train, "--user-dir", str(USER_DIR), "--save-dir", str(ckpt),
-             "--log-format", "json", "--log-interval", str(c.log_interval), "--no-epoch-checkpoints",
-             *c.budget.flags(), *_device(c), *c.extra_train.get(spec.name, [])]
+    cmd = [fairseq_tool("fairseq-train"), c.data, *spec.train, *spec.schedule(updates), "--user-dir", str(USER_DIR),
+           "--save-dir", str(ckpt), "--log-format", "json", "--log-interval", str(c.log_interval),
+           "--no-epoch-checkpoints", "--max-update", str(updates), *_device(c), *c.extra_train.get(spec.name, [])]
     if c.valid_every_updates:
-        train += ["--validate-interval-updates", str(c.valid_every_updates)]
+        cmd += ["--validate-interval-updates", str(c.valid_every_updates)]
     if c.tensorboard:
-        train += ["--tensorboard-logdir", str(folder / "tensorboard")]
-    progress = TrainProgress(f"{spec.name} train", c.budget.updates,
-                             c.budget.minutes * 60 if c.budget.updates is None else None, c.progress)
+        cmd += ["--tensorboard-logdir", str(folder / "tensorboard")]
+    progress = TrainProgress(f"{spec.name} train", updates, None, c.progress)
     try:
-        trained = run_step(f"{spec.name} train", train, folder / "train.log", on_poll=progress)
+        return run_step(f"{spec.name} train", cmd, folder / "train.log", on_poll=progress)
     finally:
         progress.close()
-    best = str(ckpt / "checkpoint_best.pt")
-    scoring = [c.data, "--path", best, "--user-dir", str(USER_DIR), *_device(c)]
+
+
+def score(c: Comparison, spec: ModelSpec, folder: Path, label: str, flags: List[str]) -> Dict[str, Dict]:
+    """fairseq-eval-lm on valid and test: {split: {loss, tokens, seconds}} read from its summary."""
+    best = str(folder / "checkpoints" / "checkpoint_best.pt")
+    out = {}
     for split in ("valid", "test"):
-        run_step(f"{spec.name} eval-lm {split}", [fairseq_tool("fairseq-eval-lm"), *scoring, *spec.eval, "--gen-subset", split],
-                 folder / f"eval_{split}.log")
-    pointer = None
-    if c.pointer and spec.pointer is not None:
-        argv = [*scoring, "--task", "awd_cache_pointer", "--pointer-window", str(c.pointer_window), *spec.pointer]
-        pointer = reuse_or_call(f"{spec.name} pointer", {"argv": argv}, folder / "pointer.json",
-                                lambda: pointer_tuning.tune_checkpoint(argv))
-    return report.model_row(spec.name, folder, trained, spec.notes, pointer)
+        log = folder / f"{label}_{split}.log"
+        run_step(f"{spec.name} {label} {split}", [fairseq_tool("fairseq-eval-lm"), c.data, "--path", best,
+                                                  "--user-dir", str(USER_DIR), *_device(c), *flags,
+                                                  "--gen-subset", split], log)
+        out[split] = report.eval_summary(log)
+    return out
 
 
-def check_scored_tokens(rows: List[Dict]) -> List[str]:
-    """Every model and the pointer runs must score the same tokens of each split: the problems found."""
-    problems = []
-    for split, counts in report.scored_tokens(rows).items():
-        if len(set(counts.values())) > 1:
-            problems.append(f"{split}: the runs scored different numbers of tokens: {counts}")
-    return problems
+def checkpoint_args(c: Comparison, folder: Path) -> List[str]:
+    return [c.data, "--path", str(folder / "checkpoints" / "checkpoint_best.pt"), "--user-dir", str(USER_DIR),
+            *_device(c)]
+
+
+def tuned_pointer(c: Comparison, spec: ModelSpec, folder: Path) -> Optional[Dict]:
+    if not c.pointer or spec.pointer is None:
+        return None
+    flags = ["--task", "awd_cache_pointer", "--pointer-window", str(c.pointer_window), *spec.pointer]
+    argv = [*checkpoint_args(c, folder), *flags]
+    tuned = reuse_or_call(f"{spec.name} pointer tuning", {"argv": argv}, folder / "pointer.json",
+                          lambda: pointer_tuning.tune_checkpoint(argv))
+    best = ["--pointer-theta", f"{tuned['theta']:g}", "--pointer-lambda", f"{tuned['lambda']:g}"]
+    return {"theta": tuned["theta"], "lambda": tuned["lambda"], **score(c, spec, folder, "pointer", [*flags, *best])}
+
+
+def tuned_dyneval(c: Comparison, spec: ModelSpec, folder: Path) -> Optional[Dict]:
+    if c.dyneval is None or spec.dyneval is None:
+        return None
+    search = c.dyneval
+    flags = ["--task", "awd_dynamic_eval", "--dyneval-max-segments", str(search.statistics_segments), *spec.dyneval]
+    argv = [*checkpoint_args(c, folder), *flags]
+    key = {"argv": argv, "etas": search.etas, "lambdas": search.lambdas, "epsilons": spec.dyneval_epsilons,
+           "segments": search.segments}
+    tuned = reuse_or_call(f"{spec.name} dynamic evaluation tuning", key, folder / "dyneval.json",
+                          lambda: dyneval_tuning.tune(*dyneval_tuning.load(argv), search.etas, search.lambdas,
+                                                      spec.dyneval_epsilons, search_segments=search.segments,
+                                                      score=False))
+    best = ["--dyneval-lr", f"{tuned['eta']:g}", "--dyneval-lambda", f"{tuned['lambda']:g}",
+            "--dyneval-epsilon", f"{tuned['epsilon']:g}"]
+    return {"eta": tuned["eta"], "lambda": tuned["lambda"], "epsilon": tuned["epsilon"], "bptt": tuned["bptt"],
+            **score(c, spec, folder, "dyneval", [*flags, *best])}
+
+
+def run_model(c: Comparison, spec: ModelSpec) -> Dict:
+    folder = c.out / spec.name
+    updates = budget_updates(c, spec, folder)
+    trained = train(c, spec, folder, updates)
+    plain = score(c, spec, folder, "eval", spec.eval)
+    return report.model_row(spec, folder, trained, plain, tuned_pointer(c, spec, folder),
+                            tuned_dyneval(c, spec, folder))
 
 
 def run(c: Comparison) -> Dict:
@@ -102,14 +162,16 @@ def run(c: Comparison) -> Dict:
     for i, name in enumerate(c.models, 1):
         logger.info("[%d/%d] %s", i, len(c.models), name)
         rows.append(run_model(c, specs[name]))
-    problems = check_scored_tokens(rows)
+    epochs = report.train_split_tokens(c.data)
+    for row in rows:
+        row["epochs"] = row["tokens"] / epochs if epochs else None
+    problems = report.check_scored_tokens(rows)
     for p in problems:
         logger.error(p)
+    notes = report.notes(rows, c.budget.describe(), c.dyneval.describe() if c.dyneval else None, problems)
     table = report.markdown_table(rows, c.char_level)
-    counts = report.scored_tokens(rows)
-    notes = [f"Scored tokens: valid {sorted(set(counts['valid'].values()))}, test {sorted(set(counts['test'].values()))}"
-             + (" (NOT identical across runs)" if problems else " (identical for every run)")]
     (c.out / "table.md").write_text(table + "\n" + "\n".join(notes) + "\n")
     plots = report.plot_curves(rows, c.out, c.char_level)
-    (c.out / "results.json").write_text(json.dumps({"rows": rows, "problems": problems}, indent=1))
-    return {"rows": rows, "table": table, "plots": plots, "problems": problems}
+    (c.out / "results.json").write_text(json.dumps({"budget": c.budget.describe(), "rows": rows,
+                                                    "problems": problems, "notes": notes}, indent=1))
+    return {"rows": rows, "table": table, "notes": notes, "plots": plots, "problems": problems}
