@@ -34,7 +34,7 @@ def test_window_inputs_and_targets_are_get_batch():
     src, tgt = sample["net_input"]["src_tokens"], sample["target"]
     # get_batch(source, i=10, seq_len=7): data = source[i:i+7], target = source[i+1:i+8]
     assert torch.equal(src, ds.data[10:17].t()) and torch.equal(tgt, ds.data[11:18].t())
-    assert sample["window"].tolist() == [10, 17] and sample["lr_scale"] == 1.0
+    assert sample["window"] == (10, 17) and sample["lr_scale"] == 1.0
 
 
 # -- the original's training loop (salesforce/awd-lstm-lm main.py `train()`, utils.py), written
@@ -138,7 +138,7 @@ def task(tiny_bin):
 
 
 def _windows(itr):
-    return [tuple(s["window"].tolist()) for s in itr]
+    return [tuple(s["window"]) for s in itr]
 
 
 def test_stream_is_eos_then_every_line(task, tiny_bin):
@@ -160,7 +160,7 @@ def test_workers_and_resume_keep_the_stream_order(task):
     # interrupted after 5 windows and resumed from the iterator state fairseq checkpoints
     first = itr(0)
     part = first.next_epoch_itr(shuffle=True)
-    seen = [tuple(next(part)["window"].tolist()) for _ in range(5)]
+    seen = [tuple(next(part)["window"]) for _ in range(5)]
     resumed = itr(0)
     resumed.load_state_dict(first.state_dict())
     assert seen + _windows(resumed.next_epoch_itr(shuffle=True)) == reference

@@ -42,12 +42,12 @@ train_step, valid_step, save = Trainer.train_step, fairseq.tasks.FairseqTask.val
 def traced_train_step(self, samples, raise_oom=False):
     for s in samples:
         if s and "window" in s:
-            record["train"].append((self.get_num_updates(), tuple(s["window"].tolist()), s["net_input"]["src_tokens"].clone()))
+            record["train"].append((self.get_num_updates(), tuple(s["window"]), s["net_input"]["src_tokens"].clone()))
     return train_step(self, samples, raise_oom)
 
 def traced_valid_step(self, sample, model, criterion):
     loss, sample_size, log = valid_step(self, sample, model, criterion)
-    record["valid"].append((tuple(sample["window"].tolist()), sample["net_input"]["src_tokens"].clone(),
+    record["valid"].append((tuple(sample["window"]), sample["net_input"]["src_tokens"].clone(),
                             float(log["loss"]), int(log["ntokens"])))
     return loss, sample_size, log
 

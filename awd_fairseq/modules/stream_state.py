@@ -37,8 +37,9 @@ StreamState: fairseq's `incremental_state` carries the state there.
 """
 import contextlib
 import logging
-from typing import Dict, Iterable, Iterator, Optional
+from typing import Dict, Iterable, Iterator, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 logger = logging.getLogger(__name__)
@@ -89,6 +90,22 @@ class StreamState:
         self._start, self.hidden = None, None
 
 
+def window_bounds(sample: dict) -> Optional[Tuple[int, int]]:
+    """The stream offsets `(start, end)` of a window's inputs, or None for a sample without them.
+
+    The BPTT dataset gives them as Python ints (tasks/bptt_dataset.py), which fairseq leaves on the
+    host when it moves a sample to the GPU: reading them costs nothing. A tensor (a sample built by
+    hand) is read as well, at the cost of a device-to-host read if it is on a GPU.
+    """
+    window = sample.get("window")
+    if window is None:
+        return None
+    if torch.is_tensor(window):
+        window = window.tolist()
+    start, end = window
+    return int(start), int(end)
+
+
 def detach_state(state: State) -> State:
     return {k: v.detach() for k, v in state.items()}
 
@@ -99,7 +116,7 @@ class StatefulWindowIterator:
     Owns the state of one pass: fairseq-eval-lm's scorer calls `model(**sample["net_input"])`
     and keeps only the scores, so the state cannot come back through the scorer; the model
     writes it into the StreamState it was handed, and this iterator commits it when the scorer
-    asks for the next window. `batches` yields samples with a `"window"` (start, end) tensor
+    asks for the next window. `batches` yields samples with a `"window"` (start, end)
     (tasks/bptt_dataset.py).
     """
 
@@ -113,7 +130,7 @@ class StatefulWindowIterator:
 
     def __iter__(self) -> Iterator[dict]:
         for sample in self.batches:
-            start, end = sample["window"].tolist()
+            start, end = window_bounds(sample)
             with self.state.window(start, end):
                 sample["net_input"]["stream_state"] = self.state
                 yield sample  # the consumer runs the model here

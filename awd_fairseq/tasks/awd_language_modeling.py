@@ -14,7 +14,7 @@ The task is the list of fairseq hooks below; each job has its own home:
   task's, per split, in fairseq-train (split_streams.py), the iterator's in fairseq-eval-lm;
 * the learning rate of an update is scaled by seq_len / bptt (window_lr.py);
 * NT-ASGD swaps the averaged weights in for validation and checkpoints (nt_asgd_hooks.py);
-* a NaN / inf training loss is logged with its window and update (`report_non_finite_loss`);
+* a NaN / inf training loss is logged with its window and update (non_finite_loss.py);
   checkpoint copies are made atomic (atomic_checkpoints.py);
 * generation and sentence scoring (fairseq-interactive, the hub interface) use lm_inference.py.
 """
@@ -23,7 +23,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 from fairseq.data import Dictionary
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
@@ -35,6 +34,7 @@ from .bptt_dataset import shared_columns, window_batch_iterator
 from .bptt_schedule import fixed_windows, variable_windows
 from . import input_checks
 from .lm_inference import LMInferenceMixin
+from .non_finite_loss import NonFiniteLossReport
 from .nt_asgd_hooks import NTASGDTaskHooks
 from .scoring import TargetsInInput
 from .split_streams import SplitStreams, carries_stream_state
@@ -44,20 +44,6 @@ from .window_lr import WindowLrScale
 logger = logging.getLogger(__name__)
 
 __all__ = ["AWDLanguageModelingConfig", "AWDLanguageModelingTask", "TokenStreamDataset", "read_stream"]
-
-
-def report_non_finite_loss(loss, sample, update_num: int) -> None:
-    """Name the window (stream offsets of its inputs) and the update of a NaN / inf training loss;
-    fairseq then stops with "gradients are Nan/Inf" after replaying the step under its NaN
-    detector, which names the module where the values first went bad."""
-    if not torch.is_tensor(loss) or "window" not in sample or bool(torch.isfinite(loss.detach()).all()):
-        return
-    start, end = sample["window"].tolist()
-    logger.error(
-        "non-finite training loss %s at update %d: window [%d, %d) of the training streams "
-        "(rows of the batchified split, every stream of this process)", float(loss.detach().sum()), update_num + 1,
-        start, end,
-    )
 
 
 @dataclass
@@ -97,6 +83,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         self.streams = SplitStreams(cfg.train_subset)
         self.lr_scale = WindowLrScale()
         self.nt_asgd = NTASGDTaskHooks()
+        self.non_finite = NonFiniteLossReport()
         self.models_carry_state = True  # set by build_model: False for stateless models (transformer_lm)
 
     @classmethod
@@ -227,7 +214,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         else:
             with self.streams.window(sample, model, self.cfg.train_subset):
                 result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
-        report_non_finite_loss(result[0], sample, update_num)
+        self.non_finite.after_train_step(result[0], sample, update_num)
         self.lr_scale.add(sample)
         return result
 

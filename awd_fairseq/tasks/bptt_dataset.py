@@ -93,8 +93,10 @@ class BPTTWindowDataset(FairseqDataset):
             "ntokens": b * length,
             "net_input": {"src_tokens": src, "src_lengths": torch.full((b,), length, dtype=torch.long)},
             "target": item["target"].t().contiguous(),
-            # stream offsets of the window's inputs; the task seeks / commits its StreamState here
-            "window": torch.tensor([item["start"], item["start"] + length]),
+            # stream offsets of the window's inputs; the task seeks / commits its StreamState here.
+            # Python ints, not a tensor: fairseq moves a sample's tensors to the GPU, where reading
+            # them back would make the host wait for the GPU once per window
+            "window": (item["start"], item["start"] + length),
             # the original scales the learning rate of a window by seq_len / bptt
             "lr_scale": length / self.bptt,
         }

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from typing import Dict, Iterator, Optional
 
-from ..modules.stream_state import StreamState
+from ..modules.stream_state import StreamState, window_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class SplitStreams:
         if not carries_stream_state(model) or "window" not in sample:
             yield
             return
-        start, end = sample["window"].tolist()
+        start, end = window_bounds(sample)
         state = self.state(split)
         with state.window(start, end):
             sample["net_input"]["stream_state"] = state
