@@ -13,6 +13,7 @@ The task is the list of fairseq hooks below; each job has its own home:
   (modules/stream_state.py, which says who creates, carries, detaches, resets and saves it): the
   task's, per split, in fairseq-train (split_streams.py), the iterator's in fairseq-eval-lm;
 * the learning rate of an update is scaled by seq_len / bptt (window_lr.py);
+* under --amp the gradients are unscaled once, not twice as fairseq's AMPOptimizer does (optim/amp.py);
 * NT-ASGD swaps the averaged weights in for validation and checkpoints (nt_asgd_hooks.py);
 * a NaN / inf training loss is logged with its window and update (non_finite_loss.py);
   checkpoint copies are made atomic (atomic_checkpoints.py);
@@ -29,6 +30,7 @@ from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
 from ..modules.stream_state import StatefulWindowIterator
+from ..optim.amp import unscale_once
 from ..atomic_checkpoints import install as install_atomic_checkpoint_copies
 from .bptt_dataset import shared_columns, window_batch_iterator
 from .bptt_schedule import fixed_windows, variable_windows
@@ -208,6 +210,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
     # -- steps -------------------------------------------------------------------------------
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
+        unscale_once(optimizer)  # --amp: fairseq's AMPOptimizer unscales twice (optim/amp.py)
         self.nt_asgd.before_train_step(optimizer)
         if self.cfg.reset_state_every_window:
             result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
