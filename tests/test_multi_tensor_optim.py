@@ -110,3 +110,25 @@ def test_clipping_half_precision_gradients_takes_the_norm_in_float32():
     p.grad = torch.full((4,), 60000.0, dtype=torch.float16)  # the fp16 norm (120000) would overflow
     norm = clip_grad_norm([p], 0.0)
     assert norm.dtype == torch.float32 and abs(norm.item() - 120000.0) < 1.0
+
+
+def test_multiply_grads_equals_fairseqs_and_leaves_mixed_dtypes_to_it():
+    from fairseq.optim import FairseqOptimizer
+
+    from awd_fairseq.optim.grad_norm import multiply_grads
+
+    ours = params_of_several_shapes(6)
+    for p in ours:
+        p.grad = torch.randn(p.shape)
+    theirs = copy.deepcopy(ours)
+    for p, q in zip(ours, theirs):
+        q.grad = p.grad.clone()
+    fairseq_optimizer = FairseqOptimizer(None)
+    fairseq_optimizer._optimizer = torch.optim.SGD(theirs, lr=1.0)
+    assert multiply_grads(ours, 1.0 / 1400)
+    fairseq_optimizer.multiply_grads(1.0 / 1400)
+    assert all(torch.equal(p.grad, q.grad) for p, q in zip(ours, theirs))
+    mixed = params_of_several_shapes(7, dtypes=(torch.float32, torch.float64, torch.float32, torch.float32))
+    for p in mixed:
+        p.grad = torch.ones_like(p)
+    assert not multiply_grads(mixed, 2.0) and all(torch.equal(p.grad, torch.ones_like(p)) for p in mixed)

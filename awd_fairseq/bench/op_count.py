@@ -221,9 +221,12 @@ def count(run: Callable[[OpCounter], None]) -> Counts:
 
 
 def per_update(run: Callable[[int, OpCounter], None], n1: int, n2: int) -> Counts:
-    """Counts of `run(n2, counter)` minus those of `run(n1, counter)`: (n2 - n1) updates' worth."""
+    """Counts of `run(n2, counter)` minus those of `run(n1, counter)`: (n2 - n1) updates' worth.
+    A first, uncounted `run(1)` takes the one-time work of the process (probes, lazy imports,
+    caches) out of both."""
     if not 0 < n1 < n2:
         raise ValueError(f"need 0 < n1 < n2, got {n1}, {n2}")
+    run(1, OpCounter())
     return count(lambda c: run(n2, c)) - count(lambda c: run(n1, c))
 
 

@@ -62,11 +62,11 @@ class AWDSplitCrossEntropyCriterion(FairseqCriterion):
         if model.training:
             if self.alpha:
                 ar = activation_regularization(extra["dropped_output"])
-                loss = loss + ntokens * self.alpha * ar
+                loss = torch.add(loss, ar, alpha=ntokens * self.alpha)  # one kernel for + n * alpha * ar
                 logged["ar"] = ar.detach() * ntokens
             if self.beta and extra["raw_output"].size(1) > 1:
                 tar = temporal_activation_regularization(extra["raw_output"])
-                loss = loss + ntokens * self.beta * tar
+                loss = torch.add(loss, tar, alpha=ntokens * self.beta)
                 logged["tar"] = tar.detach() * ntokens
         logging_output = {
             **to_host(logged),

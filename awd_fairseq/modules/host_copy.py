@@ -32,7 +32,8 @@ def to_host(values: Dict[str, Tensor]) -> Dict[str, Tensor]:
     if not values:
         return {}
     names = list(values)
-    stacked = torch.stack([values[n].detach().float() for n in names])  # (n,), one copy for all
+    stacked = torch.stack([values[n].detach().float() if values[n].requires_grad else values[n].float()
+                           for n in names])  # (n,): one copy for all
     if stacked.is_cuda and _several_processes():
         return dict(zip(names, stacked.unbind()))
     host = stacked.to("cpu", copy=True, non_blocking=True)  # from CUDA: into pinned memory

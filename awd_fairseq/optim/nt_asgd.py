@@ -84,7 +84,7 @@ from fairseq.optim import (
 from omegaconf import II
 
 from ..fairseq_compat import fp16_model_sync
-from .grad_norm import clip_grad_norm
+from .grad_norm import clip_grad_norm, multiply_grads
 from .nonmono import NonMonotoneTrigger
 from .nt_asgd_optimizer import NTASGD
 
@@ -183,6 +183,11 @@ class FairseqNTASGD(FairseqOptimizer):
         parameters into the model after a swap, None when they are the model's own."""
         self._scheduled = True
         self._sync_model = sync_model
+
+    def multiply_grads(self, c):
+        """fairseq's gradient scaling in one multi-tensor op (grad_norm.py)."""
+        if not multiply_grads(self.params, c):
+            super().multiply_grads(c)
 
     def clip_grad_norm(self, max_norm, aggregate_norm_fn=None):
         """fairseq's clipping in multi-tensor kernels (grad_norm.py)."""
