@@ -38,3 +38,21 @@ def test_amp_on_the_cpu_trains_exactly_as_fp32(tiny_bin, tmp_path, monkeypatch):
     assert ref_state["nt_asgd"]["num_averaged"] == amp_state["nt_asgd"]["num_averaged"] > 0
     for key, state in ref_state["state"].items():
         assert torch.equal(state["ax"], amp_state["state"][key]["ax"])
+
+
+def test_bf16_autocast_trains_within_bfloat16_rounding_of_fp32(tiny_bin, tmp_path, monkeypatch):
+    """--bf16-autocast through fairseq-train, on the CPU (the GPU check lifted) with the QRNN, whose
+    projections and forget-mult run in bfloat16 there: the weights and optimizer stay float32, the
+    weights differ from fp32's (autocast acted) and the validation loss stays within 0.05 bits."""
+    qrnn = ["--arch", "qrnn", "--num-workers", "0"]
+    reference = train(tiny_bin, tmp_path / "fp32", *qrnn)
+    monkeypatch.setattr("awd_fairseq.modules.autocast.check_bf16_supported", lambda device: None)
+    bf16 = train(tiny_bin, tmp_path / "bf16", *qrnn, "--bf16-autocast")
+    assert bf16["cfg"]["criterion"]["bf16_autocast"] and not reference["cfg"]["criterion"]["bf16_autocast"]
+    for name, value in reference["model"].items():
+        assert bf16["model"][name].dtype == value.dtype == torch.float32, name
+    moved = max(float((bf16["model"][name] - value).abs().max()) for name, value in reference["model"].items())
+    assert moved > 0  # float32 end to end would be bit for bit the reference
+    fp32_loss, bf16_loss = reference["extra_state"]["val_loss"], bf16["extra_state"]["val_loss"]
+    print(fp32_loss, bf16_loss)
+    assert abs(bf16_loss - fp32_loss) < 0.05, (fp32_loss, bf16_loss)

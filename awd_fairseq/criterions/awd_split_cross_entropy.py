@@ -24,6 +24,7 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from ..modules.autocast import bf16_autocast
 from ..modules.host_copy import host_float, to_host
 
 
@@ -35,27 +36,37 @@ class AWDSplitCrossEntropyConfig(FairseqDataclass):
         default=False,
         metadata={"help": "the tokens are characters: log bits per character (bpc, = loss) instead of ppl"},
     )
+    bf16_autocast: bool = field(
+        default=False,
+        metadata={"help": "train in bfloat16 autocast (Ampere / Hopper GPUs, or the CPU): fp32 weights, no loss "
+                  "scaling; validation stays fp32. fairseq's own --bf16 means a TPU"},
+    )
 
 
 def activation_regularization(dropped_output: torch.Tensor) -> torch.Tensor:
-    return dropped_output.pow(2).mean()
+    return dropped_output.float().pow(2).mean()  # float32 (a no-op there): a bf16 / fp16 mean keeps 3 digits
 
 
 def temporal_activation_regularization(raw_output: torch.Tensor) -> torch.Tensor:
     # raw_output: (B, T, H); differences along time
-    return (raw_output[:, 1:] - raw_output[:, :-1]).pow(2).mean()
+    return (raw_output[:, 1:] - raw_output[:, :-1]).float().pow(2).mean()
 
 
 @register_criterion("awd_split_cross_entropy", dataclass=AWDSplitCrossEntropyConfig)
 class AWDSplitCrossEntropyCriterion(FairseqCriterion):
-    def __init__(self, task, alpha: float, beta: float, char_level: bool = False):
+    def __init__(self, task, alpha: float, beta: float, char_level: bool = False, bf16_autocast: bool = False):
         super().__init__(task)
         self.alpha, self.beta, self.char_level = alpha, beta, char_level
+        self.bf16_autocast = bf16_autocast
 
     def forward(self, model, sample, reduce=True):
+        target = model.get_targets(sample, None)  # (B, T)
+        with bf16_autocast(self.bf16_autocast and model.training, target.device):
+            return self._forward(model, sample, target)
+
+    def _forward(self, model, sample, target):
         features, extra = model(**sample["net_input"], features_only=True)
-        target = model.get_targets(sample, (features, extra))  # (B, T)
-        nll = -model.decoder.target_log_probs(features, target).sum()
+        nll = -model.decoder.target_log_probs(features, target).float().sum()
         ntokens = sample["ntokens"]
         loss = nll
         logged = {"loss": nll}  # summable over micro-batches and ranks: AR and TAR times ntokens
