@@ -10,6 +10,7 @@ from fairseq.data import Dictionary, data_utils
 from awd_fairseq.tools.data.prepare import binarize, check_utf8
 from awd_fairseq.models.awd_lstm import AWDLSTMModel, RecurrentLMConfig
 from awd_fairseq.models.checks import check_precision
+from awd_fairseq.modules.autocast import bf16_autocast
 from awd_fairseq.models.qrnn import QRNNConfig, QRNNLanguageModel
 from conftest import TINY_MODEL, run_fairseq, train_args
 
@@ -59,6 +60,21 @@ def test_mixed_precision_without_cuda_names_the_flag():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"^--fp16 without a CUDA device"):
             check_precision(True, False, False, cpu=False)
+
+
+def test_bf16_on_a_gpu_names_the_plugins_route(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    with pytest.raises(ValueError, match=r"--bf16 in fairseq 0.12 means a TPU.*pass --bf16-autocast instead"):
+        check_precision(False, True, False, cpu=False)
+    check_precision(True, False, False, cpu=False)  # --fp16 on a GPU: fairseq's, allowed
+    check_precision(False, False, True, cpu=False)  # --amp on a GPU
+
+
+def test_bf16_autocast_off_a_gpu_names_the_flag():
+    with pytest.raises(ValueError, match=r"^--bf16-autocast is for GPUs .*drop --bf16-autocast"):
+        bf16_autocast(True, torch.device("cpu"))
+    with bf16_autocast(False, torch.device("cpu")):  # off: no autocast, no check
+        assert not torch.is_autocast_enabled("cpu")
 
 
 # -- data preparation ------------------------------------------------------------------------

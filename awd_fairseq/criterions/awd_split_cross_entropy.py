@@ -11,6 +11,8 @@ original's loss exactly, and with equal-sized windows on several ranks it is the
 
 AR and TAR are training-only (as in the original); the logged `loss` / `ppl` are the
 cross-entropy alone, which is what selects checkpoints; `ar` and `tar` are logged on their own.
+The logged scalars leave the GPU in one non-blocking copy (modules/host_copy.py): the update
+never waits for the GPU to log them.
 With `--char-level` (the PTB-character and enwik8 recipes) `bpc` replaces `ppl`: fairseq's loss is
 already in bits per token, so on character data it is the bits per character.
 """
@@ -22,6 +24,9 @@ from fairseq import metrics, utils
 from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 
+from ..modules.autocast import bf16_autocast
+from ..modules.host_copy import host_float, to_host
+
 
 @dataclass
 class AWDSplitCrossEntropyConfig(FairseqDataclass):
@@ -31,52 +36,63 @@ class AWDSplitCrossEntropyConfig(FairseqDataclass):
         default=False,
         metadata={"help": "the tokens are characters: log bits per character (bpc, = loss) instead of ppl"},
     )
+    bf16_autocast: bool = field(
+        default=False,
+        metadata={"help": "train in bfloat16 autocast (Ampere / Hopper GPUs, or the CPU): fp32 weights, no loss "
+                  "scaling; validation stays fp32. fairseq's own --bf16 means a TPU"},
+    )
 
 
 def activation_regularization(dropped_output: torch.Tensor) -> torch.Tensor:
-    return dropped_output.pow(2).mean()
+    return dropped_output.float().pow(2).mean()  # float32 (a no-op there): a bf16 / fp16 mean keeps 3 digits
 
 
 def temporal_activation_regularization(raw_output: torch.Tensor) -> torch.Tensor:
     # raw_output: (B, T, H); differences along time
-    return (raw_output[:, 1:] - raw_output[:, :-1]).pow(2).mean()
+    return (raw_output[:, 1:] - raw_output[:, :-1]).float().pow(2).mean()
 
 
 @register_criterion("awd_split_cross_entropy", dataclass=AWDSplitCrossEntropyConfig)
 class AWDSplitCrossEntropyCriterion(FairseqCriterion):
-    def __init__(self, task, alpha: float, beta: float, char_level: bool = False):
+    def __init__(self, task, alpha: float, beta: float, char_level: bool = False, bf16_autocast: bool = False):
         super().__init__(task)
         self.alpha, self.beta, self.char_level = alpha, beta, char_level
+        self.bf16_autocast = bf16_autocast
 
     def forward(self, model, sample, reduce=True):
+        target = model.get_targets(sample, None)  # (B, T)
+        with bf16_autocast(self.bf16_autocast and model.training, target.device):
+            return self._forward(model, sample, target)
+
+    def _forward(self, model, sample, target):
         features, extra = model(**sample["net_input"], features_only=True)
-        target = model.get_targets(sample, (features, extra))  # (B, T)
-        nll = -model.decoder.target_log_probs(features, target).sum()
+        nll = -model.decoder.target_log_probs(features, target).float().sum()
         ntokens = sample["ntokens"]
         loss = nll
+        logged = {"loss": nll}  # summable over micro-batches and ranks: AR and TAR times ntokens
+        if model.training:
+            if self.alpha:
+                ar = activation_regularization(extra["dropped_output"])
+                loss = torch.add(loss, ar, alpha=ntokens * self.alpha)  # one kernel for + n * alpha * ar
+                logged["ar"] = ar.detach() * ntokens
+            if self.beta and extra["raw_output"].size(1) > 1:
+                tar = temporal_activation_regularization(extra["raw_output"])
+                loss = torch.add(loss, tar, alpha=ntokens * self.beta)
+                logged["tar"] = tar.detach() * ntokens
         logging_output = {
-            "loss": nll.detach(),
+            **to_host(logged),
             "ntokens": ntokens,
             "nsentences": sample["nsentences"],
             "sample_size": ntokens,
         }
         if self.char_level:  # reduce_metrics is static: the flag travels as a summable count
             logging_output["char_tokens"] = ntokens
-        if model.training:
-            if self.alpha:
-                ar = activation_regularization(extra["dropped_output"])
-                loss = loss + ntokens * self.alpha * ar
-                logging_output["ar"] = ar.detach() * ntokens
-            if self.beta and extra["raw_output"].size(1) > 1:
-                tar = temporal_activation_regularization(extra["raw_output"])
-                loss = loss + ntokens * self.beta * tar
-                logging_output["tar"] = tar.detach() * ntokens
         return loss, ntokens, logging_output
 
     @staticmethod
     def reduce_metrics(logging_outputs) -> None:
         def total(key):
-            return sum(float(log.get(key, 0)) for log in logging_outputs)
+            return sum(host_float(log.get(key, 0)) for log in logging_outputs)
 
         loss, ntokens = total("loss"), total("ntokens")
         metrics.log_scalar("loss", loss / max(ntokens, 1) / math.log(2), ntokens, round=3)

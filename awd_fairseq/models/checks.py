@@ -41,13 +41,17 @@ def check_precision(fp16: bool, bf16: bool, amp: bool, cpu: bool) -> None:
     Without it fairseq fails far from the cause: --fp16 asks torch for a CUDA device ("Torch not
     compiled with CUDA enabled"), --bf16 takes the missing GPU to mean a TPU and asks for torch_xla,
     and --amp trains on in fp32 (fairseq's AMP is CUDA autocast, a no-op on the CPU) with a loss
-    scaler, while the log says amp.
+    scaler, while the log says amp. --bf16 is refused on a GPU as well: the criterion's
+    --bf16-autocast is the plugin's bfloat16 route there.
     """
     given = [flag for flag, on in (("--fp16", fp16), ("--bf16", bf16), ("--amp", amp)) if on]
     if not given:
         return
     where = "with --cpu" if cpu else "without a CUDA device" if not torch.cuda.is_available() else None
     if where is None:
+        if bf16:  # on a GPU too: fairseq 0.12's trainer takes --bf16 to mean --tpu
+            raise ValueError("--bf16 in fairseq 0.12 means a TPU (it asks torch_xla for a device); "
+                             "on a GPU pass --bf16-autocast instead of --bf16")
         return
     flags = " / ".join(given)
     raise ValueError(

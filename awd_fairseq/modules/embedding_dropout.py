@@ -31,7 +31,7 @@ def embedding_dropout(
     if not training or p == 0.0:
         return embedded
     keep = 1.0 - p
-    mask = weight.new_empty(weight.size(0)).bernoulli_(keep) / keep  # (V,)
+    mask = weight.new_empty(weight.size(0)).bernoulli_(keep).div_(keep)  # (V,)
     # The original multiplies the whole (V, E) matrix by the mask and then looks tokens up.
     # Row v of that product is weight[v] * mask[v], so scaling the looked-up rows by
     # mask[tokens] gives the same values and the same gradient for every row of ``weight``

@@ -29,7 +29,7 @@ class LockedDropout(nn.Module):
         if not self.training or self.p == 0.0:
             return x
         keep = 1.0 - self.p
-        mask = x.new_empty((1,) + tuple(x.shape[1:])).bernoulli_(keep) / keep  # (1, B, H)
+        mask = x.new_empty((1,) + tuple(x.shape[1:])).bernoulli_(keep).div_(keep)  # (1, B, H)
         return x * mask  # (T, B, H), broadcast over time
 
     def extra_repr(self) -> str:

@@ -16,6 +16,8 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.optim import FairseqOptimizer, register_optimizer
 from omegaconf import II
 
+from .grad_norm import clip_grad_norm, multiply_grads
+
 
 @dataclass
 class AWDAdamConfig(FairseqDataclass):
@@ -52,3 +54,12 @@ class FairseqAWDAdam(FairseqOptimizer):
     @property
     def supports_flat_params(self):
         return True
+
+    def multiply_grads(self, c):
+        """fairseq's gradient scaling in one multi-tensor op (grad_norm.py)."""
+        if not multiply_grads(self.params, c):
+            super().multiply_grads(c)
+
+    def clip_grad_norm(self, max_norm, aggregate_norm_fn=None):
+        """fairseq's clipping in multi-tensor kernels (grad_norm.py)."""
+        return clip_grad_norm(self.params, max_norm, aggregate_norm_fn)

@@ -84,6 +84,7 @@ from fairseq.optim import (
 from omegaconf import II
 
 from ..fairseq_compat import fp16_model_sync
+from .grad_norm import clip_grad_norm, multiply_grads
 from .nonmono import NonMonotoneTrigger
 from .nt_asgd_optimizer import NTASGD
 
@@ -182,6 +183,15 @@ class FairseqNTASGD(FairseqOptimizer):
         parameters into the model after a swap, None when they are the model's own."""
         self._scheduled = True
         self._sync_model = sync_model
+
+    def multiply_grads(self, c):
+        """fairseq's gradient scaling in one multi-tensor op (grad_norm.py)."""
+        if not multiply_grads(self.params, c):
+            super().multiply_grads(c)
+
+    def clip_grad_norm(self, max_norm, aggregate_norm_fn=None):
+        """fairseq's clipping in multi-tensor kernels (grad_norm.py)."""
+        return clip_grad_norm(self.params, max_norm, aggregate_norm_fn)
 
     def step(self, closure=None, scale=1.0, groups=None):
         if not self._scheduled and not self._warned_unscheduled:

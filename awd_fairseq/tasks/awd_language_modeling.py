@@ -14,8 +14,9 @@ The task is the list of fairseq hooks below; each job has its own home:
   task's, per split, in fairseq-train (split_streams.py), the iterator's in fairseq-eval-lm
   (eval_windows.py);
 * the learning rate of an update is scaled by seq_len / bptt (window_lr.py);
+* under --amp the gradients are unscaled once, not twice as fairseq's AMPOptimizer does (optim/amp.py);
 * NT-ASGD swaps the averaged weights in for validation and checkpoints (nt_asgd_hooks.py);
-* a NaN / inf training loss is logged with its window and update (`report_non_finite_loss`);
+* a NaN / inf training loss is logged with its window and update (non_finite_loss.py);
   checkpoint copies are made atomic (atomic_checkpoints.py);
 * generation and sentence scoring (fairseq-interactive, the hub interface) use lm_inference.py.
 """
@@ -23,18 +24,19 @@ import logging
 from dataclasses import dataclass, field
 from typing import Optional
 
-import torch
 from fairseq.data import Dictionary
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II
 
+from ..optim.amp import unscale_once
 from ..atomic_checkpoints import install as install_atomic_checkpoint_copies
 from .bptt_dataset import shared_columns, window_batch_iterator
 from .bptt_schedule import fixed_windows, variable_windows
 from . import input_checks
 from .eval_windows import check_eval_lm_call, fixed_window_batches, scored_windows
 from .lm_inference import LMInferenceMixin
+from .non_finite_loss import NonFiniteLossReport
 from .nt_asgd_hooks import NTASGDTaskHooks
 from .split_streams import SplitStreams, carries_stream_state
 from .token_stream import TokenStreamDataset, load_dictionary, load_split, read_stream
@@ -43,20 +45,6 @@ from .window_lr import WindowLrScale
 logger = logging.getLogger(__name__)
 
 __all__ = ["AWDLanguageModelingConfig", "AWDLanguageModelingTask", "TokenStreamDataset", "read_stream"]
-
-
-def report_non_finite_loss(loss, sample, update_num: int) -> None:
-    """Name the window (stream offsets of its inputs) and the update of a NaN / inf training loss;
-    fairseq then stops with "gradients are Nan/Inf" after replaying the step under its NaN
-    detector, which names the module where the values first went bad."""
-    if not torch.is_tensor(loss) or "window" not in sample or bool(torch.isfinite(loss.detach()).all()):
-        return
-    start, end = sample["window"]
-    logger.error(
-        "non-finite training loss %s at update %d: window [%d, %d) of the training streams "
-        "(rows of the batchified split, every stream of this process)", float(loss.detach().sum()), update_num + 1,
-        start, end,
-    )
 
 
 @dataclass
@@ -96,6 +84,7 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
         self.streams = SplitStreams(cfg.train_subset)
         self.lr_scale = WindowLrScale(cfg.bptt)
         self.nt_asgd = NTASGDTaskHooks()
+        self.non_finite = NonFiniteLossReport()
         self.models_carry_state = True  # set by build_model: False for stateless models (transformer_lm)
 
     @classmethod
@@ -197,13 +186,14 @@ class AWDLanguageModelingTask(LMInferenceMixin, FairseqTask):
     # -- steps -------------------------------------------------------------------------------
 
     def train_step(self, sample, model, criterion, optimizer, update_num, ignore_grad=False, **kwargs):
+        unscale_once(optimizer)  # --amp: fairseq's AMPOptimizer unscales twice (optim/amp.py)
         self.nt_asgd.before_train_step(optimizer)
         if self.cfg.reset_state_every_window:
             result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
         else:
             with self.streams.attached(sample, model, self.cfg.train_subset):
                 result = super().train_step(sample, model, criterion, optimizer, update_num, ignore_grad, **kwargs)
-        report_non_finite_loss(result[0], sample, update_num)
+        self.non_finite.after_train_step(result[0], sample, update_num)
         self.lr_scale.add(sample)
         return result
 
