@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..modules.cache_pointer import CachePointer
 from ..modules.dynamic_eval import DynamicEvalUpdate
+from ..modules.rnn_gradients import rnn_gradients
 from ..modules.stream_state import StreamState
 from ..modules.target_scores import target_only_probs
 
@@ -107,7 +108,7 @@ class StreamScorer(BaseFairseqModel):
     def adapted_outputs(self, src_tokens: Tensor, target: Tensor, stream_state: Optional[StreamState]):
         """The window's (h, log p(target)) with the current weights, then one update from the
         gradient of their mean (fairseq's scorer runs under no_grad: autograd is re-enabled here)."""
-        with torch.enable_grad():
+        with torch.enable_grad(), rnn_gradients(self.model):
             h, scores = self.model_outputs(src_tokens, target, stream_state)  # (1, T, H), (1, T)
             grads = torch.autograd.grad(-scores.mean(), self.update.params, allow_unused=True)
         self.check_finite(scores)

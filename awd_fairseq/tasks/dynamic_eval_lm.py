@@ -33,6 +33,7 @@ from ..files import sha256_of
 from ..models.stream_scorer import StreamScorer
 from ..modules.dynamic_eval import (HYPER_SCALES, DynamicEvalUpdate, gradient_statistics, load_statistics,
                                     paper_scale, save_statistics)
+from ..modules.rnn_gradients import rnn_gradients
 from .bptt_dataset import batchify
 from .bptt_schedule import fixed_windows
 from .cache_pointer_lm import PointerOptions, build_pointer
@@ -159,8 +160,9 @@ class DynamicEvalLMTask(StreamScoringTask):
         params = [p for _, p in scorer.adapted_parameters()]
         scorer.eval()
         scorer.reset()
-        ms, segments = gradient_statistics(lambda src, tgt, state: scorer.model_outputs(src, tgt, state)[1],
-                                           params, data, windows, device=params[0].device)
+        with rnn_gradients(scorer.model):  # cuDNN differentiates its RNNs in training mode only
+            ms, segments = gradient_statistics(lambda src, tgt, state: scorer.model_outputs(src, tgt, state)[1],
+                                               params, data, windows, device=params[0].device)
         scorer.reset()
         if path:
             save_statistics(path, names, ms, segments, key)
