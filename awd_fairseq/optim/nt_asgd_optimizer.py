@@ -122,12 +122,17 @@ class NTASGD(torch.optim.Optimizer):
                     raise RuntimeError("NTASGD does not support sparse gradients")
                 grad = p.grad if weight_decay == 0 else p.grad.add(p, alpha=weight_decay)
                 p.add_(grad, alpha=-lr)
+        self._add_iterate_to_average()
+        return loss
+
+    @torch.no_grad()
+    def _add_iterate_to_average(self) -> None:
+        """After a step: the new iterate joins every parameter's average (when averaging)."""
         if self._averaging:
             self._num_averaged += 1
             weight = 1.0 / self._num_averaged  # lerp with weight 1 is an exact copy
             for p in self._all_params():
                 self._average_of(p).lerp_(p, weight)
-        return loss
 
     def averaged_params(self) -> List[torch.Tensor]:
         """Copies of the averages, one per parameter in ``param_groups`` order."""
