@@ -68,6 +68,8 @@ def layer_sizes(cfg: RecurrentLMConfig):
 class RecurrentLanguageModel(FairseqLanguageModel):
     """Base of `awd_lstm` and `qrnn`; subclasses say how to build one layer."""
 
+    decoder_class = RecurrentLMDecoder  # a subclass taking `decoder_options(cfg)` as extra keywords
+
     @classmethod
     def build_layer(cls, cfg, index: int, input_size: int, hidden_size: int):
         raise NotImplementedError
@@ -80,7 +82,7 @@ class RecurrentLanguageModel(FairseqLanguageModel):
         dictionary = task.target_dictionary
         sizes = cls.layer_sizes(cfg)
         layers = [cls.build_layer(cfg, i, sizes[i], sizes[i + 1]) for i in range(cfg.nlayers)]
-        decoder = RecurrentLMDecoder(
+        decoder = cls.decoder_class(
             dictionary,
             layers,
             embed_dim=cfg.emsize,
@@ -90,6 +92,7 @@ class RecurrentLanguageModel(FairseqLanguageModel):
             dropoute=cfg.dropoute,
             tied=cfg.tied,
             **cls.output_options(cfg, dictionary),
+            **cls.decoder_options(cfg),
         )
         return cls(decoder)
 
@@ -102,6 +105,11 @@ class RecurrentLanguageModel(FairseqLanguageModel):
     def output_options(cls, cfg, dictionary) -> dict:
         """How the decoder's output module is built: the split softmax by default."""
         return {"split_softmax_cutoffs": parse_cutoffs(cfg.split_softmax_cutoffs, len(dictionary))}
+
+    @classmethod
+    def decoder_options(cls, cfg) -> dict:
+        """Keywords for `decoder_class` beyond the base decoder's: none here."""
+        return {}
 
     def load_state_dict(self, state_dict, strict=True, model_cfg=None, args=None):
         key = "decoder.embed_tokens.weight"

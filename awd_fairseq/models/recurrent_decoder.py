@@ -155,9 +155,7 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
             return features, extra
         if target is not None:
             extra["target_only"] = True
-            return self.softmax.target_log_probs(features, self._output_weight(), self.output_bias, target)[
-                ..., None
-            ], extra
+            return self.softmax.target_log_probs(features, *self._output_params(), target)[..., None], extra
         return self.output_layer(features), extra
 
     def extract_features(self, tokens: Tensor, state: Optional[State]):
@@ -178,15 +176,19 @@ class RecurrentLMDecoder(FairseqIncrementalDecoder):
     def _output_weight(self) -> Tensor:
         return self.embed_tokens.weight if self.output_weight is None else self.output_weight
 
+    def _output_params(self):
+        """(weight (V, E), bias (V,)) handed to every call of the output module."""
+        return self._output_weight(), self.output_bias
+
     def output_layer(self, features: Tensor) -> Tensor:
         """Normalised log-probabilities (B, T, V); fairseq's `get_normalized_probs` re-normalises
         them, which leaves them unchanged (and makes sampling temperatures work as usual)."""
-        return self.softmax.log_probs(features, self._output_weight(), self.output_bias)  # (B, T, V)
+        return self.softmax.log_probs(features, *self._output_params())  # (B, T, V)
 
     def target_log_probs(self, features: Tensor, target: Tensor) -> Tensor:
         """log p(target) for features (B, T, H) and target (B, T), flattened to (B*T,); the split
         softmax computes only the blocks the targets need."""
-        lprobs = self.softmax.target_log_probs(features, self._output_weight(), self.output_bias, target)
+        lprobs = self.softmax.target_log_probs(features, *self._output_params(), target)
         return lprobs.reshape(-1)  # (B*T,)
 
     def get_normalized_probs(self, net_output, log_probs: bool, sample=None) -> Tensor:

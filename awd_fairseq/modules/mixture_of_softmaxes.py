@@ -55,6 +55,9 @@ class MixtureOfSoftmaxes(nn.Module):
     dropout_latent: locked dropout on the latent (the reference's ``--dropoutl``).
     max_chunk_elements: bound on the K x V logits formed at once; 0 forms them for all tokens
         in one piece, without recomputation (the reference's memory behaviour).
+    shared_mask: the latent dropout's mask is drawn once per stream (as the reference); False
+        draws one per element, as deepmind/lamb's `mixture_of_softmaxes` with its default
+        `shared_mask_dropout=False` (the Mogrifier LSTM's WikiText-2 model).
 
     Features may come as (B, T, H), batch-major as the recurrent decoder produces them: in
     training the latent dropout then draws one mask per stream b and reuses it at every step t,
@@ -69,6 +72,7 @@ class MixtureOfSoftmaxes(nn.Module):
         n_experts: int,
         dropout_latent: float = 0.0,
         max_chunk_elements: int = DEFAULT_MAX_CHUNK_ELEMENTS,
+        shared_mask: bool = True,
     ):
         super().__init__()
         if n_experts < 1:
@@ -82,6 +86,7 @@ class MixtureOfSoftmaxes(nn.Module):
         self.n_experts = n_experts
         self.dropout_latent = dropout_latent
         self.max_chunk_elements = max_chunk_elements
+        self.shared_mask = shared_mask
         # PyTorch's default Linear initialisation, as in the reference (its init_weights only
         # touches the embedding and the output bias).
         self.latent = nn.Linear(hidden_size, n_experts * embed_dim)
@@ -99,7 +104,8 @@ class MixtureOfSoftmaxes(nn.Module):
         if self.training and self.dropout_latent > 0.0:
             keep = 1.0 - self.dropout_latent
             # one mask per stream: (B, 1, K * E) for (B, T, ...) features, (N, K * E) for flat ones
-            mask_shape = (latent.size(0), 1, latent.size(-1)) if latent.dim() == 3 else latent.shape
+            shared = self.shared_mask and latent.dim() == 3
+            mask_shape = (latent.size(0), 1, latent.size(-1)) if shared else latent.shape
             mask = latent.new_empty(mask_shape).bernoulli_(keep) / keep
             latent = latent * mask
         latent = latent.reshape(-1, self.n_experts, self.embed_dim)  # (N, K, E)

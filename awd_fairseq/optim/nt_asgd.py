@@ -156,14 +156,17 @@ def check_not_overwriting_base(cfg: NTASGDConfig) -> None:
 class FairseqNTASGD(FairseqOptimizer):
     def __init__(self, cfg: NTASGDConfig, params):
         super().__init__(cfg)
-        check_config(cfg)
-        self._optimizer = NTASGD(params, **self.optimizer_config)
-        self.trigger = NonMonotoneTrigger(cfg.nonmono)
+        self._optimizer, self.trigger = self.build(cfg, params)
         self._pending: Optional[Dict[str, Any]] = None  # {"epoch", "loss"}: validated, not yet seen by end_of_epoch
         self._validating_epoch: Optional[int] = None  # set by begin_validation until its first subset's stats
         self._sync_model: Optional[Callable[[], None]] = None  # FP16Optimizer's fp32 -> fp16 copy
         self._scheduled = False  # set by the awd_when scheduler; without it nothing ever averages
         self._warned_unscheduled = False
+
+    def build(self, cfg, params):
+        """The torch optimizer and the trigger that starts its averaging (subclasses: their own)."""
+        check_config(cfg)
+        return NTASGD(params, **self.optimizer_config), NonMonotoneTrigger(cfg.nonmono)
 
     @property
     def optimizer_config(self):

@@ -128,12 +128,17 @@ class NTASGD(torch.optim.Optimizer):
             if weight_decay != 0:
                 grads = torch._foreach_add(grads, params, alpha=weight_decay)  # g + wd * p
             torch._foreach_add_(params, grads, alpha=-lr)  # p - lr * (g + wd * p)
+        self._add_iterate_to_average()
+        return loss
+
+    @torch.no_grad()
+    def _add_iterate_to_average(self) -> None:
+        """After a step: the new iterate joins every parameter's average (when averaging)."""
         if self._averaging:
             self._num_averaged += 1
             weight = 1.0 / self._num_averaged  # lerp with weight 1 is an exact copy
             params = list(self._all_params())
             torch._foreach_lerp_([self._average_of(p) for p in params], params, weight)
-        return loss
 
     def averaged_params(self) -> List[torch.Tensor]:
         """Copies of the averages, one per parameter in ``param_groups`` order."""
