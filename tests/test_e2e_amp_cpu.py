@@ -4,14 +4,11 @@ what is left of --amp is the loss scaling, and with the gradients unscaled once 
 run must end with the fp32 run's weights and NT-ASGD averages, bit for bit (the scale is a power of
 two). This is the trainer's whole AMP route: loss scaling, multiply_grads, clipping, the per-window
 lr scale, NT-ASGD's step and averaging."""
-import pytest
 import torch
 
 from awd_fairseq.tools.bench.op_count import fairseq_train
 
-from conftest import TINY_MODEL, USER_DIR
-
-pytestmark = pytest.mark.e2e
+from helpers import TINY_MODEL, USER_DIR
 
 
 def train(data, save_dir, *extra):

@@ -4,7 +4,7 @@ import math
 import torch
 from fairseq.data import Dictionary
 
-from conftest import eval_lm_loss, run_fairseq, train_args, valid_losses
+from helpers import eval_lm_loss, run_fairseq, train_args, valid_losses
 
 
 def _out(proc):

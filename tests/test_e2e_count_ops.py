@@ -7,9 +7,7 @@ import pytest
 
 from awd_fairseq.tools.bench import op_count
 
-from conftest import USER_DIR
-
-pytestmark = pytest.mark.e2e
+from helpers import USER_DIR
 
 ARCHS = {
     "awd_lstm": ["--arch", "awd_lstm", "--emsize", "16", "--nhid", "24", "--asgd-from-start"],

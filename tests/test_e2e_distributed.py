@@ -13,15 +13,12 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from fairseq.data import Dictionary, data_utils
 
-from conftest import REPO, TINY_MODEL, USER_DIR, _head, make_data_bin, valid_losses
-
-pytestmark = pytest.mark.e2e
+from helpers import REPO, TINY_MODEL, USER_DIR, head_lines, make_data_bin, valid_losses
 
 B = 10  # streams per rank
 EVAL_B = 5  # --eval-batch-size: not a multiple of the two ranks
@@ -133,9 +130,9 @@ def data(tmp_path_factory):
     return make_data_bin(
         tmp_path_factory.mktemp("overfit"),
         {
-            "train": _head(src / "train.txt.xz", 40) * 6,
-            "valid": _head(src / "valid.txt.xz", 60),
-            "test": _head(src / "test.txt.xz", 20),
+            "train": head_lines(src / "train.txt.xz", 40) * 6,
+            "valid": head_lines(src / "valid.txt.xz", 60),
+            "test": head_lines(src / "test.txt.xz", 20),
         },
     )
 

@@ -12,7 +12,7 @@ from collections import Counter
 import pytest
 import torch
 
-from conftest import REPO, _head, eval_lm_loss, valid_losses
+from helpers import REPO, head_lines, eval_lm_loss, valid_losses
 from fastai_reference import SPECIAL, FastaiForward, fastai_state_dict, write_itos
 
 WT2 = REPO / "data" / "wikitext-2"
@@ -27,7 +27,7 @@ def run_script(name, *args):
 
 def prepared(tmp, split, lines, *flags):
     raw = tmp / f"{split}.raw"
-    raw.write_text("".join(line for line in _head(WT2 / f"{split}.txt.xz", lines).splitlines(True) if line.strip()),
+    raw.write_text("".join(line for line in head_lines(WT2 / f"{split}.txt.xz", lines).splitlines(True) if line.strip()),
                    encoding="utf-8")
     out = tmp / f"{split}{'-bwd' if flags else ''}.txt"
     run_script("prepare_fastai_text.py", raw, "--tokenizer", "whitespace", "--output", out, *flags)

@@ -19,9 +19,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import TINY_MODEL, USER_DIR, valid_losses
-
-pytestmark = pytest.mark.e2e
+from helpers import TINY_MODEL, USER_DIR, valid_losses
 
 BPTT = 20
 # 40 streams: ~28 updates per epoch; a checkpoint (and a validation) every 10 updates and at

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ptb_lines, run_fairseq
-from conftest import valid_losses_by_epoch as valid_losses
+from helpers import ptb_lines, run_fairseq
+from helpers import valid_losses_by_epoch as valid_losses
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import eval_lm_loss, run_fairseq, train_args
+from helpers import eval_lm_loss, run_fairseq, train_args
 
 WINDOW, THETA, LAMBDA = 40, 0.5, 0.2
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from fairseq import checkpoint_utils
 
-from conftest import run_fairseq, train_args
+from helpers import run_fairseq, train_args
 
 from awd_fairseq.tasks.token_stream import read_stream
 

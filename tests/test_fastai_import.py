@@ -13,7 +13,7 @@ import torch
 from awd_fairseq.modules.stream_state import StreamState
 from awd_fairseq.tools.fastai_import import import_fastai_lm
 from awd_fairseq.tools.fastai_text import reverse_documents
-from conftest import REPO
+from helpers import REPO
 from fastai_reference import ITOS, FastaiForward, fastai_state_dict, write_itos
 
 # fairseq's four specials, by index, and the fastai token each one reads (docs/pretrained.md)

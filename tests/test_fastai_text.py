@@ -10,7 +10,7 @@ import pytest
 
 from awd_fairseq.tools import fastai_text as ft
 from awd_fairseq.tools.fastai_vocab import fairseq_word
-from conftest import REPO
+from helpers import REPO
 
 
 @pytest.mark.parametrize("rule, text, expected", [

@@ -3,7 +3,7 @@ imports no tool, its modules/ import no fairseq, scripts import the package and 
 import ast
 from pathlib import Path
 
-from conftest import REPO
+from helpers import REPO
 
 PACKAGE = REPO / "awd_fairseq"
 

@@ -11,9 +11,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO, TINY_MODEL, eval_lm_loss, run_fairseq, train_args, valid_losses
-
-pytestmark = pytest.mark.e2e
+from helpers import REPO, eval_lm_loss, run_fairseq, train_args, valid_losses
 
 SGD = ["--optimizer", "sgd", "--lr", "1", "--max-update", "2"]
 

@@ -10,9 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY_MOS, eval_lm_loss, make_short_splits_bin, run_fairseq, train_args
-
-pytestmark = pytest.mark.e2e
+from helpers import TINY_MOS, eval_lm_loss, make_short_splits_bin, run_fairseq, train_args
 
 BPTT = 5
 TRANSFORMER_CONTEXT = 10

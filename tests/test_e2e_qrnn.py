@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from conftest import eval_lm_loss, run_fairseq, train_args, valid_losses
+from helpers import eval_lm_loss, run_fairseq, train_args, valid_losses
 
 
 def qrnn_train_args(data_bin, save_dir, *extra):

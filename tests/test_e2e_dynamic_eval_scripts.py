@@ -10,9 +10,7 @@ import sys
 
 import pytest
 
-from conftest import REPO, USER_DIR, make_short_splits_bin, run_fairseq, train_args
-
-pytestmark = pytest.mark.e2e
+from helpers import REPO, USER_DIR, make_short_splits_bin, run_fairseq, train_args
 
 SCRIPTS = REPO / "scripts"
 

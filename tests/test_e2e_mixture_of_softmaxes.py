@@ -5,12 +5,10 @@ import pytest
 import torch
 from fairseq.data import Dictionary
 
-from conftest import TINY_MOS, eval_lm_loss, run_fairseq, train_args, valid_losses
+from helpers import TINY_MOS, eval_lm_loss, run_fairseq, train_args, valid_losses
 
 # small, with a chunk bound of a few tokens so that training and scoring run chunked
 MOS = ["--arch", "awd_lstm_mos", *TINY_MOS, "--mos-chunk-elements", "100000", "--bptt-max-extra", "40"]
-
-pytestmark = pytest.mark.e2e
 
 
 def _out(proc):

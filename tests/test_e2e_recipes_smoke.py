@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from awd_fairseq.tools import fairseq_logs
 from awd_fairseq.tools import recipes
 
-from conftest import REPO, _head, make_data_bin
+from helpers import REPO, head_lines, make_data_bin
 
 # ++: set whether or not the recipe lists the field (task and model fields it leaves at their default it does not)
 TINY = ["++model.emsize=16", "++model.nhid=16", "dataset.batch_size=4", "++task.bptt=10", "optimization.max_update=2",
@@ -23,8 +23,8 @@ def micro_bin(tmp_path_factory):
     """~4k training tokens, ~500 for valid and test: validation and scoring stay quick."""
     src = REPO / "data" / "wikitext-2"
     return make_data_bin(tmp_path_factory.mktemp("micro"), {
-        "train": _head(src / "train.txt.xz", 100), "valid": _head(src / "valid.txt.xz", 12),
-        "test": _head(src / "test.txt.xz", 12)})
+        "train": head_lines(src / "train.txt.xz", 100), "valid": head_lines(src / "valid.txt.xz", 12),
+        "test": head_lines(src / "test.txt.xz", 12)})
 
 
 def _run(cmd, cwd):
@@ -34,7 +34,6 @@ def _run(cmd, cwd):
     return proc.stdout + proc.stderr
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("name", sorted(recipes.RECIPES))
 def test_recipe_runs_every_stage(name, micro_bin, tmp_path):
     recipe = recipes.RECIPES[name]
