@@ -19,27 +19,11 @@ path), an optional ``c0: (B, H)``, and return ``c: (T, B, H)``.
   is installed): one program per block of B*H columns, sequential over T, fp32 accumulation.
 * :func:`forget_mult`: picks Triton on CUDA, else the pure-torch path.
 
-Why a sequential loop and not a parallel scan on the CPU: the recurrence is memory bound, and
-every scan formulation (chunked cumulative products, log-space sums, Hillis-Steele) reads and
-writes the (T, B, H) tensors several times, while the sequential pass reads f and z once and finds
-c_{t-1} in cache; the log-space and cumulative-product forms also divide by products of f that
-underflow for f near 0. Measured on an idle 2-core AMD EPYC VM, T=70, B=20, H=1550 float32
-(``scripts/bench/bench_forget_mult.py``; minimum of 30 interleaved runs, milliseconds, 1 thread / 2 threads):
-
-    implementation                                  forward        forward+backward
-    pytorch-qrnn's CPUForgetMult (autograd loop)    6.09 / 5.43    19.03 / 17.41
-    forget_mult_reference (autograd loop)           4.52 / 4.78    14.59 / 17.74
-    forget_mult_torch (one lerp per step)           1.82 / 1.90     6.62 /  7.09
-
-Why no compiled CPU kernel: a C kernel built at first use with the system compiler (one pass over
-memory per direction, OpenMP over columns) took 3.84 / 2.92 ms forward+backward, near the
-memory-bandwidth floor: 3-4 ms per layer per update less than ``forget_mult_torch``, about 1% of a
-training update of the PTB QRNN recipe (4 layers, batch 20 x bptt 70, ~1.45 s on the idle machine
-at 2 threads). End to end it did not show: with ``forget_mult_torch`` instead, an update took
-1.00x as long (median of the per-round ratios over 7 rotated rounds of 3 updates,
-``python scripts/bench/bench_qrnn_cpu_paths.py --rounds 7 --updates 3`` at commit 6b219a1, 2 threads,
-the machine shared at a load average of 12-25), so it was removed, with its compiler call and
-build cache.
+Why a sequential loop and not a parallel scan on the CPU: the recurrence is memory bound; every
+scan formulation reads and writes the (T, B, H) tensors several times where the sequential pass
+reads f and z once, and the log-space and cumulative-product forms divide by products of f that
+underflow for f near 0. The measured alternatives (scans, pytorch-qrnn's loop, a compiled C
+kernel, which did not pay end to end) are in docs/qrnn.md and docs/benchmarks.md.
 
 Backward (exact, no autograd graph through the loop): with dc_t the total gradient reaching c_t,
 

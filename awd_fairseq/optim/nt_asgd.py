@@ -2,68 +2,14 @@
 sec. 3) for fairseq-train: a thin wrapper around the torch optimizer `NTASGD`
 (nt_asgd_optimizer.py) and the trigger `NonMonotoneTrigger` (nonmono.py).
 
-Until the switch it is the original's `torch.optim.SGD(params, lr, weight_decay=wdecay)`. From
-the switch on, every optimized parameter (the criterion's included) also keeps a uniform running
-average of its iterates; the step itself stays SGD at the current lr.
-
-Who calls what, when. fairseq owns the loop and gives no single object all it needs: the lr
-scheduler alone sees epoch boundaries and the validation loss, the task alone sees the
-validation pass and every training step, and the optimizer holds the weights. So the swap is
-driven from three places, each answering one fairseq hook (fairseq_cli/train.py, trainer.py):
-
-    fairseq-train                          awd_fairseq                              effect
-    -------------------------------------  ---------------------------------------  ------------------------------
-    resume: trainer.load_checkpoint        FairseqNTASGD.load_state_dict            averages, trigger history,
-                                                                                    pending loss, swapped flag
-      lr_scheduler.step(epoch) (x2, no     AWDWhenSchedule.step -> end_of_epoch     replays an end-of-epoch loss
-      loss)                                                                         the checkpoint did not see
-    every epoch e:
-      lr_scheduler.step_begin_epoch(e)     AWDWhenSchedule -> begin_epoch           --when lr; --asgd-from-start,
-                                                                                    --asgd-at-epoch start averaging
-      every update:
-        task.train_step (per micro-batch)  NTASGDTaskHooks -> begin_train_step      raw iterate swapped back in;
-                                                                                    pending loss dropped
-        task.optimizer_step                NTASGD.step                              SGD step, then the average
-      validation (end of epoch, or every --validate-interval-updates):
-        task.begin_valid_epoch(e)          NTASGDTaskHooks -> begin_validation      average swapped in
-        task.valid_step ...                                                         scores the average
-        task.post_validate(stats, agg)     NTASGDTaskHooks -> end_validation        exact loss kept as pending
-      save_checkpoint                                                               holds the averaged model
-      lr_scheduler.step(e, valid loss)     AWDWhenSchedule.step -> end_of_epoch     trigger fed the exact loss;
-                                                                                    may start averaging or stop
-
-The loss fairseq hands the scheduler is the logged one, rounded to 3 decimals by the criterion's
-metrics; `end_validation` keeps the unrounded value from fairseq's meters, and `end_of_epoch`
-feeds that to the trigger, so the non-monotone rule (and --stop-on-nonmono) compares exact
-losses as the original does. Between `begin_validation` and the next `begin_train_step` the
-parameters hold their averages, so validation and every checkpoint fairseq writes meanwhile
-(checkpoint_best.pt, checkpoint_last.pt, ...) carry the averaged model, and the raw iterate
-sits in the optimizer state ("ax", with `swapped` set). fairseq-eval-lm therefore reads the
-averaged model directly, and a resumed run swaps the raw iterate back in before its first step.
-
-When averaging starts. The trigger fires at the end of epoch e, after epoch e's checkpoint is
-written (fairseq steps the scheduler after saving, as the original switches after saving);
-averaging starts with the first update of epoch e + 1. After k more updates the average is the
-mean of the k iterates p_1 .. p_k that those updates produced; the weights p_0 at the switch are
-not part of it (torch's ASGD, which the original used, leaves out p_1 as well). `--asgd-at-epoch E` starts
-it with the first update of epoch E, `--asgd-from-start` with the first update of the run. The
-learning rate is not touched by the switch (the original silently reset it to --lr; see
-awd_when.py).
-
-Resume. fairseq writes the end-of-epoch checkpoint before it hands the loss to the scheduler, so
-that checkpoint's trigger history lacks the epoch's loss. `end_validation` therefore keeps the
-loss as "pending" (checkpointed with the optimizer state) until the scheduler consumes it; a run
-resumed from that checkpoint replays it when fairseq re-steps the scheduler on load. A pending
-loss never survives a training step, so a mid-epoch validation is never mistaken for an epoch's.
-
-Distributed data parallel: gradients are all-reduced before every step, so every rank takes the
-same steps and keeps bit-identical averages; the validation loss is all-reduced too, so every
-rank's trigger fires at the same epoch. Mixed precision: under --fp16/--bf16 fairseq's
-FP16Optimizer keeps fp32 master copies and this optimizer averages those; each swap is followed
-by fairseq's fp32 -> fp16 copy so the forward pass sees it (attached by the scheduler), and a
-checkpoint written while swapped also keeps the fp32 average (fairseq rebuilds its fp32 masters
-from the fp16 model on load). Under --amp the model's own fp32 parameters are optimized, nothing
-to copy. --memory-efficient-fp16, BMUF and ZeRO sharding are refused with an error.
+Until the switch it is the original's `torch.optim.SGD(params, lr, weight_decay=wdecay)`; from
+the switch on every optimized parameter also keeps a uniform running average of its iterates,
+the step staying SGD at the current lr. fairseq gives no single object all the switch needs, so
+it is driven from three hooks: the lr scheduler (awd_when.py: epochs and the validation loss),
+the task (tasks/nt_asgd_hooks.py: the average swapped in for validation and checkpoints, the raw
+iterate back before the next step) and this optimizer (the averages, the trigger history and a
+pending end-of-epoch loss, all in its state dict so that a resumed run continues exactly).
+docs/nt_asgd.md draws who calls what, when, and what works with it (DDP, fp16, --amp).
 """
 import logging
 import os
