@@ -1,6 +1,7 @@
 """What the tests share besides fixtures: the repository's paths, small corpora cut from the
 embedded WikiText-2 (and from real PTB where ../shared has it), tiny model flags, and runners and
 log readers for the fairseq tools."""
+import io
 import lzma
 import os
 import re
@@ -134,3 +135,13 @@ def eval_lm_loss(out: str) -> float:
 def last_line(proc: subprocess.CompletedProcess) -> str:
     """The last line a failed tool printed: where the plugin's errors name the flag or file."""
     return (proc.stderr or proc.stdout).strip().splitlines()[-1]
+
+
+def saved_and_loaded(obj):
+    """`obj` through torch.save and torch.load(weights_only=True), as a checkpoint carries it."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)

@@ -2,7 +2,6 @@
 TensorFlow's Adam update step by step (tf.train.AdamOptimizer's documented formula), lamb's
 averaging trigger as training.py and monitoring.py compute it, the mean of recorded iterates, and
 an uninterrupted run for a resumed one; the fairseq wrapper driven in fairseq-train's order."""
-import io
 import math
 import random
 
@@ -14,6 +13,7 @@ from awd_fairseq.optim.averaged_adam_optimizer import AveragedAdam
 from awd_fairseq.optim.averaging_trigger import NoImprovementTrigger
 from awd_fairseq.optim.awd_when import AWDWhenConfig, AWDWhenSchedule
 from awd_fairseq.optim.nt_asgd import nt_asgd_inside
+from helpers import saved_and_loaded
 
 
 def grads_at(step, shapes, seed=0):
@@ -123,12 +123,6 @@ def config(**overrides):
     return AveragedAdamConfig(**values)
 
 
-def reload(obj):
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
 
 class Run:
     """The optimizer, the awd_when scheduler and the task's hooks, called in fairseq-train's order."""
@@ -178,7 +172,7 @@ def test_resume_continues_as_one_run():
         for loss in (3.0, 2.0, 2.5, 2.4):
             run.train(3)
             run.validate(loss)
-    state = reload({"model": [p.detach().clone() for p in first.params], "optimizer": first.optimizer.state_dict()})
+    state = saved_and_loaded({"model": [p.detach().clone() for p in first.params], "optimizer": first.optimizer.state_dict()})
     resumed = Run()
     with torch.no_grad():
         for p, saved in zip(resumed.params, state["model"]):

@@ -10,6 +10,7 @@ import torch
 
 from awd_fairseq.optim.nonmono import NonMonotoneTrigger
 from awd_fairseq.optim.nt_asgd_optimizer import NTASGD
+from helpers import saved_and_loaded
 
 WD = 1.2e-6
 
@@ -210,12 +211,6 @@ def test_swap_and_back_is_exact():
     assert all(torch.equal(p, r) for p, r in zip(params, raw))
 
 
-def reload(state_dict):
-    buffer = io.BytesIO()
-    torch.save(state_dict, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
-
 
 @pytest.mark.parametrize("interrupt_at", [2, 4, 7])  # mid-SGD, at the switch, mid-ASGD
 def test_resume_from_state_dict_matches_uninterrupted(interrupt_at):
@@ -235,8 +230,8 @@ def test_resume_from_state_dict_matches_uninterrupted(interrupt_at):
     model_a, extra_a = make_params()
     first = NTASGD(groups(model_a, extra_a), lr=0.1, weight_decay=WD)
     run(first, model_a + extra_a, range(interrupt_at))
-    saved_params = reload([p.detach().clone() for p in model_a + extra_a])
-    saved_opt = reload(first.state_dict())
+    saved_params = saved_and_loaded([p.detach().clone() for p in model_a + extra_a])
+    saved_opt = saved_and_loaded(first.state_dict())
 
     model_b, extra_b = make_params(seed=1)  # different init, overwritten by the checkpoint
     with torch.no_grad():
@@ -258,9 +253,9 @@ def test_state_dict_is_plain():
     opt.start_averaging()
     compute_grads(model + extra, 0)
     opt.step()
-    loaded = reload(opt.state_dict())
+    loaded = saved_and_loaded(opt.state_dict())
     assert loaded["nt_asgd"] == {"averaging": True, "num_averaged": 1, "swapped": False}
     assert set(loaded["state"]) == set(range(len(model + extra)))
     assert all(set(s) == {"ax"} for s in loaded["state"].values())
     with opt.use_averaged():  # a checkpoint taken while swapped says so
-        assert reload(opt.state_dict())["nt_asgd"]["swapped"] is True
+        assert saved_and_loaded(opt.state_dict())["nt_asgd"]["swapped"] is True

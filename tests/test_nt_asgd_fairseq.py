@@ -3,7 +3,6 @@ fairseq_cli/train.py calls them (no fairseq-train process): references are the o
 (reference_switch_epoch), the mean of recorded iterates, `lr / 10 ** k`, and an uninterrupted run."""
 
 import argparse
-import io
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from awd_fairseq.optim.awd_when import AWDWhenConfig, AWDWhenSchedule
 from awd_fairseq.optim.nt_asgd import FairseqNTASGD, NTASGDConfig, nt_asgd_inside
 
 from test_nt_asgd import compute_grads, make_params, reference_switch_epoch
+from helpers import saved_and_loaded
 
 UPDATES_PER_EPOCH = 3
 
@@ -26,12 +26,6 @@ def nt_config(**overrides):
     values.update(overrides)
     return NTASGDConfig(**values)
 
-
-def reload(obj):
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    buffer.seek(0)
-    return torch.load(buffer, weights_only=True)
 
 
 class Run:
@@ -68,7 +62,7 @@ class Run:
 
     def checkpoint(self):
         """What trainer.state_dict() keeps of these objects, through torch.save/load."""
-        return reload(
+        return saved_and_loaded(
             {
                 "model": [p.detach().clone() for p in self.params],
                 "optimizer": self.optimizer.state_dict(),
@@ -235,7 +229,7 @@ def test_state_dict_loads_with_weights_only():
     run.epochs(LOSSES, last=SWITCH + 1)
     run.train_epoch(SWITCH + 2)
     run.validate(SWITCH + 2, LOSSES[SWITCH + 1])
-    loaded = reload(run.optimizer.state_dict())
+    loaded = saved_and_loaded(run.optimizer.state_dict())
     assert loaded["nt_asgd_trigger"]["history"] == LOSSES[:SWITCH]
     assert loaded["nt_asgd"]["swapped"] is True
     assert loaded["nt_asgd_pending"] == {"epoch": SWITCH + 2, "loss": LOSSES[SWITCH + 1]}
@@ -282,7 +276,7 @@ def test_fp16_swap_reaches_the_fp16_model():
     for p16, p32, m in zip(params16, fp32_params, mean32):
         torch.testing.assert_close(p32.detach(), m, rtol=1e-6, atol=1e-6)
         assert torch.equal(p16.detach(), p32.detach().half())  # the forward pass sees the average
-    state = reload(optimizer.state_dict())  # a checkpoint written after this validation
+    state = saved_and_loaded(optimizer.state_dict())  # a checkpoint written after this validation
     nt.begin_train_step()
     for p16, raw in zip(params16, raw32[-1]):
         assert torch.equal(p16.detach(), raw.half())

@@ -26,7 +26,7 @@ from omegaconf import II
 
 from .averaged_adam_optimizer import AveragedAdam
 from .averaging_trigger import NoImprovementTrigger
-from .awd_adam import parse_betas
+from .awd_adam import adam_config
 from .nt_asgd import FairseqNTASGD, unrounded_metric
 
 logger = logging.getLogger(__name__)
@@ -63,12 +63,7 @@ class FairseqAveragedAdam(FairseqNTASGD):
 
     @property
     def optimizer_config(self):
-        return {
-            "lr": self.cfg.lr[0],
-            "betas": parse_betas(self.cfg.adam_betas),
-            "eps": self.cfg.adam_eps,
-            "weight_decay": self.cfg.wdecay,
-        }
+        return adam_config(self.cfg)
 
     def step(self, closure=None, scale=1.0, groups=None):
         if not self._scheduled:

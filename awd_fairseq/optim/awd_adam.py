@@ -29,6 +29,16 @@ class AWDAdamConfig(FairseqDataclass):
     lr: List[float] = II("optimization.lr")
 
 
+def adam_config(cfg) -> dict:
+    """torch's Adam arguments from the plugin's Adam options (awd_adam, averaged_adam)."""
+    return {
+        "lr": cfg.lr[0],
+        "betas": parse_betas(cfg.adam_betas),
+        "eps": cfg.adam_eps,
+        "weight_decay": cfg.wdecay,  # torch's Adam adds it to the gradient: L2, as the original
+    }
+
+
 def parse_betas(spec) -> tuple:
     betas = ast.literal_eval(spec) if isinstance(spec, str) else tuple(spec)
     if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
@@ -44,12 +54,7 @@ class FairseqAWDAdam(FairseqOptimizer):
 
     @property
     def optimizer_config(self):
-        return {
-            "lr": self.cfg.lr[0],
-            "betas": parse_betas(self.cfg.adam_betas),
-            "eps": self.cfg.adam_eps,
-            "weight_decay": self.cfg.wdecay,  # torch's Adam adds it to the gradient: L2, as the original
-        }
+        return adam_config(self.cfg)
 
     @property
     def supports_flat_params(self):
