@@ -1,5 +1,5 @@
 """Train `awd_lstm` and `qrnn` with NT-ASGD on PTB for a few hundred updates on one CUDA GPU in fp32,
-`--fp16`, `--amp` and `--bf16`, and print each run's training-loss curve, validation loss and
+`--fp16`, `--amp` and bfloat16 autocast (`--bf16-autocast`), and print each run's training-loss curve, validation loss and
 tokens/s next to fp32's. fp32 runs twice (two seeds): the gap between its two runs is the noise
 a mixed-precision run's losses are held to.
 
@@ -7,7 +7,7 @@ On a GPU session (PTB binarized first: python scripts/prepare_data.py ptb --from
     python scripts/bench/check_mixed_precision_cuda.py data-bin/ptb --updates 300
 Prints one table row per run and a verdict line per model; exits non-zero when a precision fails to
 train or its losses fall outside max(3 x the fp32 seed gap, --min-tolerance) bits of fp32's. On the
-CPU fairseq-train refuses --fp16 / --amp / --bf16 (see awd_fairseq/models/checks.py), so this
+CPU fairseq-train refuses --fp16 / --amp / --bf16-autocast (see awd_fairseq/models/checks.py), so this
 script needs the GPU.
 """
 import argparse
@@ -23,7 +23,7 @@ from awd_fairseq.tools.cli import USER_DIR, setup_logging
 
 logger = logging.getLogger("check_mixed_precision_cuda")
 
-PRECISIONS = {"fp32": [], "fp16": ["--fp16"], "amp": ["--amp"], "bf16": ["--bf16"]}
+PRECISIONS = {"fp32": [], "fp16": ["--fp16"], "amp": ["--amp"], "bf16": ["--bf16-autocast"]}  # fairseq's --bf16 is a TPU
 # the original README's PTB recipes, shortened (their full commands: README.md)
 MODELS = {
     "awd_lstm": ["--arch", "awd_lstm", "--clip-norm", "0.25"],

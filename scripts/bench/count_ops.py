@@ -77,7 +77,7 @@ def tiny_corpus(tmp: Path) -> Path:
     """The embedded WikiText-2's first 900 training lines (~45k tokens: more than N2 updates)."""
     import lzma
 
-    from awd_fairseq.data.prepare import binarize
+    from awd_fairseq.tools.data.prepare import binarize
 
     raw = tmp / "raw"
     raw.mkdir(parents=True)
