@@ -19,14 +19,14 @@ PY=${PY:-python3}
   $PY -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda)"
 } 2>&1 | tee "$OUT/device.txt"
 if $PY -c "import pytest" 2>/dev/null; then
-  timeout 180 $PY -m pytest -q -p no:cacheprovider tests/test_forget_mult.py tests/test_rnn_gradients.py 2>&1 \
+  timeout 90 $PY -m pytest -q -p no:cacheprovider tests/test_forget_mult.py tests/test_rnn_gradients.py 2>&1 \
     | tail -5 | tee "$OUT/cuda_tests.txt"
 else
   echo "no pytest: the Triton kernel is checked by scripts/bench/check_forget_mult_cuda.py" | tee "$OUT/cuda_tests.txt"
   timeout 120 $PY scripts/bench/check_forget_mult_cuda.py --bench 2>&1 | tail -15 | tee -a "$OUT/cuda_tests.txt"
 fi
-timeout 420 $PY scripts/bench/gpu_check.py "$DATA" --out "$OUT/runs" --updates "$UPDATES" 2>"$OUT/gpu_check.log" \
+timeout 450 $PY scripts/bench/gpu_check.py "$DATA" --out "$OUT/runs" --updates "$UPDATES" --timeout 150 2>"$OUT/gpu_check.log" \
   | tee "$OUT/gpu_check.txt"
-timeout 300 $PY scripts/bench/check_mixed_precision_cuda.py "$DATA" --updates 150 2>"$OUT/mixed_precision.log" \
+timeout 240 $PY scripts/bench/check_mixed_precision_cuda.py "$DATA" --updates 150 2>"$OUT/mixed_precision.log" \
   | tee "$OUT/mixed_precision.txt"
 rm -rf "$OUT/runs"   # checkpoints: too large to bring back
