@@ -12,8 +12,8 @@ A new recipe is a `config/recipe/<name>.yaml` (what differs from the defaults), 
 `<name>_finetune.yaml` beside it if it has a fine-tuning stage, and one `Recipe` below.
 """
 import warnings
-from dataclasses import dataclass
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,12 +25,27 @@ POINTER_PTB = {"pointer_window": 500, "pointer_theta": 1.0, "pointer_lambda": 0.
 POINTER_WT2 = {"pointer_window": 3785, "pointer_theta": 0.662, "pointer_lambda": 0.1279, "bptt": 2000}
 
 
+# dynamic evaluation as the reference ran it (docs/dynamic_evaluation.md): benkrause/dynamic-evaluation
+# dynamiceval.py --lr 0.002 --lamb 0.02 --epsilon 0.001 --oldhyper (AWD-LSTM), --QRNN --lr 0.00012
+# --lamb 0.02 (PTB) / 0.008 (WikiText-2) --bptt 20 (QRNN); zihangdai/mos dynamiceval.py (MoS)
+DYNEVAL_LSTM = {"dyneval_hyper_scale": "oldhyper", "dyneval_lr": 0.002, "dyneval_lambda": 0.02, "dyneval_epsilon": 0.001}
+DYNEVAL_QRNN_PTB = {"dyneval_bptt": 20, "dyneval_lr": 0.00012, "dyneval_lambda": 0.02}
+DYNEVAL_QRNN_WT2 = {"dyneval_bptt": 20, "dyneval_lr": 0.00012, "dyneval_lambda": 0.008}
+DYNEVAL_MOS_PTB = {**DYNEVAL_LSTM, "dyneval_lambda": 0.075}
+DYNEVAL_MOS_WT2 = {**DYNEVAL_LSTM, "dyneval_epsilon": 0.002}
+
+Figures = Tuple[Optional[float], Optional[float]]  # (valid, test): perplexity, or bits per character
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str  # config/recipe/<name>.yaml (and <name>_finetune.yaml when `finetune`)
     data: str  # the corpus, as scripts/prepare_data.py names it (data-bin/<data>)
     finetune: bool = False
     pointer: Optional[Mapping[str, Any]] = None  # awd_cache_pointer task options
+    dyneval: Optional[Mapping[str, Any]] = None  # awd_dynamic_eval task options
+    # the published figures per stage (train, finetune, pointer, dyneval), docs/recipes.md's table
+    published: Mapping[str, Figures] = field(default_factory=dict)
 
     @property
     def stages(self) -> List[str]:
@@ -40,16 +55,28 @@ class Recipe:
 RECIPES: Dict[str, Recipe] = {
     r.name: r
     for r in (
-        Recipe("ptb_awd_lstm", "ptb", finetune=True, pointer=POINTER_PTB),
-        Recipe("wt2_awd_lstm", "wikitext-2", finetune=True, pointer=POINTER_WT2),
-        Recipe("ptb_qrnn", "ptb", finetune=True, pointer=POINTER_PTB),
-        Recipe("wt2_qrnn", "wikitext-2", finetune=True, pointer=POINTER_WT2),
-        Recipe("wt103_qrnn", "wikitext-103"),
-        Recipe("pennchar_awd_lstm", "pennchar"),
-        Recipe("enwik8_awd_lstm", "enwik8"),
-        # zihangdai/mos (tests/test_mixture_of_softmaxes_recipes.py holds its table)
-        Recipe("ptb_awd_lstm_mos", "ptb", finetune=True),
-        Recipe("wt2_awd_lstm_mos", "wikitext-2", finetune=True),
+        # salesforce/awd-lstm-lm README; dynamic evaluation: Krause et al. 2018, benkrause/dynamic-evaluation README
+        Recipe("ptb_awd_lstm", "ptb", finetune=True, pointer=POINTER_PTB, dyneval=DYNEVAL_LSTM,
+               published={"train": (61.2, 58.8), "finetune": (58.8, 56.5), "pointer": (53.2, 52.5),
+                          "dyneval": (51.6, 51.1)}),
+        Recipe("wt2_awd_lstm", "wikitext-2", finetune=True, pointer=POINTER_WT2, dyneval=DYNEVAL_LSTM,
+               published={"train": (68.7, 65.6), "finetune": (67.4, 64.7), "pointer": (52.2, 50.6),
+                          "dyneval": (46.4, 44.3)}),
+        Recipe("ptb_qrnn", "ptb", finetune=True, pointer=POINTER_PTB, dyneval=DYNEVAL_QRNN_PTB,
+               published={"train": (60.6, 58.3), "finetune": (59.1, 56.7), "pointer": (53.4, 52.6),
+                          "dyneval": (51.4, 50.5)}),
+        Recipe("wt2_qrnn", "wikitext-2", finetune=True, pointer=POINTER_WT2, dyneval=DYNEVAL_QRNN_WT2,
+               published={"train": (69.3, 66.8), "finetune": (68.5, 65.9), "pointer": (53.6, 52.1),
+                          "dyneval": (45.9, 44.0)}),
+        # Merity et al. 2018 (arXiv 1803.08240)
+        Recipe("wt103_qrnn", "wikitext-103", published={"train": (None, 33.0)}),
+        Recipe("pennchar_awd_lstm", "pennchar", published={"train": (None, 1.175)}),
+        Recipe("enwik8_awd_lstm", "enwik8", published={"train": (None, 1.232)}),
+        # zihangdai/mos, Yang et al. 2018 (tests/test_mixture_of_softmaxes_recipes.py holds its table)
+        Recipe("ptb_awd_lstm_mos", "ptb", finetune=True, dyneval=DYNEVAL_MOS_PTB,
+               published={"finetune": (56.54, 54.44), "dyneval": (48.33, 47.69)}),
+        Recipe("wt2_awd_lstm_mos", "wikitext-2", finetune=True, dyneval=DYNEVAL_MOS_WT2,
+               published={"finetune": (63.88, 61.45), "dyneval": (42.41, 40.68)}),
     )
 }
 

@@ -17,8 +17,8 @@ logger = logging.getLogger(__name__)
 
 
 def run_step(label: str, cmd: List[str], log_path: Path, on_poll: Optional[Callable[[Path], None]] = None,
-             poll_seconds: float = 2.0) -> Dict:
-    """Run `cmd` (stdout and stderr to `log_path`) unless `<log>.done.json` records the same command.
+             poll_seconds: float = 2.0, cwd: Optional[Path] = None) -> Dict:
+    """Run `cmd` (stdout and stderr to `log_path`, in `cwd`) unless `<log>.done.json` records the same command.
     Returns {"command", "seconds", "peak_rss_mib", "started", "reused"}; raises if the command fails."""
     done = log_path.with_suffix(".done.json")
     cmd = [str(c) for c in cmd]
@@ -33,7 +33,7 @@ def run_step(label: str, cmd: List[str], log_path: Path, on_poll: Optional[Calla
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     started = time.time()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=cwd)
         while True:
             # wait4: this child's own resource usage (ru_maxrss = its peak resident memory)
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
