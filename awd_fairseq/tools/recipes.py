@@ -50,6 +50,9 @@ RECIPES: Dict[str, Recipe] = {
         # zihangdai/mos (tests/test_mixture_of_softmaxes_recipes.py holds its table)
         Recipe("ptb_awd_lstm_mos", "ptb", finetune=True),
         Recipe("wt2_awd_lstm_mos", "wikitext-2", finetune=True),
+        # deepmind/lamb's Mogrifier LSTM (tests/test_mogrifier_recipes.py holds its table)
+        Recipe("ptb_mogrifier", "ptb"),
+        Recipe("wt2_mogrifier", "wikitext-2"),
     )
 }
 
