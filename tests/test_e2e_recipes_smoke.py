@@ -16,6 +16,9 @@ from helpers import REPO, head_lines, make_data_bin
 # ++: set whether or not the recipe lists the field (task and model fields it leaves at their default it does not)
 TINY = ["++model.emsize=16", "++model.nhid=16", "dataset.batch_size=4", "++task.bptt=10", "optimization.max_update=2",
         "common.cpu=true", "common.log_interval=1"]
+# the Mogrifier recipes validate on 64 streams; the MoS one's last layer is --nhidlast wide
+PER_RECIPE = {"ptb_mogrifier": ["task.eval_batch_size=4"],
+              "wt2_mogrifier": ["task.eval_batch_size=4", "++model.nhidlast=16"]}
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def _run(cmd, cwd):
 def test_recipe_runs_every_stage(name, micro_bin, tmp_path):
     recipe = recipes.RECIPES[name]
     save = tmp_path / "ck"
-    commands = recipes.stage_commands(recipe, str(micro_bin), str(save), overrides=TINY)
+    commands = recipes.stage_commands(recipe, str(micro_bin), str(save), overrides=TINY + PER_RECIPE.get(name, []))
     assert list(commands) == recipe.stages
     metric = "bpc" if recipe.data in ("pennchar", "enwik8") else "ppl"
     for stage in [s for s in ("train", "finetune") if s in commands]:

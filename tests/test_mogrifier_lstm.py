@@ -152,21 +152,6 @@ def test_window_split_in_two_equals_one_piece(step, rounds):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.e2e  # not end to end, but slow: inductor compiles C++ for a minute on first use
-def test_compiled_step_equals_eager():
-    pytest.importorskip("torch._inductor")
-    eager, compiled = make(5, 3, step="eager"), make(5, 3, step="compile")
-    x, h, c = inputs(steps=3)
-    x.requires_grad_()
-    ye, _ = eager(x, (h, c))
-    yc, _ = compiled(x, (h, c))
-    torch.testing.assert_close(yc, ye)
-    ge = torch.autograd.grad(ye.sum(), [x, *eager.parameters()])
-    gc = torch.autograd.grad(yc.sum(), [x, *compiled.parameters()])
-    for a, b in zip(ge, gc):
-        torch.testing.assert_close(a, b)
-
-
 def test_bad_options_name_the_flag():
     with pytest.raises(ValueError, match="--state-dropout"):
         MogrifierLSTMLayer(4, 4, state_dropout=1.0)

@@ -139,6 +139,9 @@ CASES = [(name, stage) for name, lines in ORIGINAL.items() for stage in ("main",
 OTHER_TABLES = {  # tests/test_mixture_of_softmaxes_recipes.py (zihangdai/mos)
     "ptb_awd_lstm_mos": {"ptb_awd_lstm_mos", "ptb_awd_lstm_mos_finetune"},
     "wt2_awd_lstm_mos": {"wt2_awd_lstm_mos", "wt2_awd_lstm_mos_finetune"},
+    # tests/test_mogrifier_recipes.py (deepmind/lamb)
+    "ptb_mogrifier": {"ptb_mogrifier"},
+    "wt2_mogrifier": {"wt2_mogrifier"},
 }
 
 

@@ -77,7 +77,8 @@ class MogrifierLMDecoder(RecurrentLMDecoder):
         for i, (layer, layer_state) in enumerate(zip(self.layers, self._split_state(state))):
             x, layer_new = layer(x, layer_state)
             new_states.append(layer_new)
-            total = x if total is None else total + x
+            if self.layer_outputs == "sum":
+                total = x if total is None else total + x
             if i < len(self.layers) - 1:
                 x = self.dropout_hidden(x)
         out = total if self.layer_outputs == "sum" else x  # (T, B, H)

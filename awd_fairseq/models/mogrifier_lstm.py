@@ -14,8 +14,8 @@ hidden size is the largest whose model fits it (lamb_flags.py `_budget_hidden_si
 WikiText-2 35M model (c51c838b33a5+_tune_wikitext-2_35m_lstm_mos2_fm_d2_arms/trial_747): a
 2-component mixture of softmaxes, 6 rounds of rank 48, hidden size 1366 and embedding size 272
 (lamb's `input_embedding_ratio` 0.1993 of it). Training options (optimizer, averaging, windows)
-are not model options: awd_fairseq/config/lamb/ holds the full recipes, docs/mogrifier.md the
-commands.
+are not model options: config/recipe/ptb_mogrifier.yaml and wt2_mogrifier.yaml hold the full
+recipes, docs/mogrifier.md the commands.
 
 With `--mogrifier-rounds 0 --input-gate standard --layer-outputs last --shared-mask-dropout` and
 no state dropout this is `awd_lstm`'s model (tests/test_mogrifier_model.py checks it); lamb's
@@ -79,7 +79,7 @@ class MogrifierLSTMConfig(RecurrentLMConfig):
     )
     softmax_temperature: float = field(
         default=1.0,
-        metadata={"help": "divide the output logits by this (fit it on valid: scripts/fit_softmax_temperature.py; "
+        metadata={"help": "divide the output logits by this (fit it on valid: awd_fairseq.tools.softmax_temperature; "
                   "set it in fairseq-eval-lm with --model-overrides \"{'softmax_temperature': T}\")"},
     )
     mogrifier_step: ChoiceEnum(STEP_CHOICES) = field(

@@ -142,8 +142,13 @@ class MogrifierLSTMLayer(nn.Module):
         factors: List[Tensor] = list(self.factors)
         biases: List[Tensor] = list(self.round_biases)
         run = window_function(self.step)
-        out, h, c = run(x, h, c, mask, factors, biases, self.weight_ih.t(), w_hh.t(), self.bias,
-                        self.capped_input_gate, self.fused_gates)
+        # TorchScript's profiling executor runs a function's first calls in a process unoptimised and
+        # later ones through an optimised graph that rounds differently: a run resumed from a checkpoint
+        # would drift from the uninterrupted one. On the CPU (no fuser there) the optimised graph
+        # buys nothing (scripts/bench/bench_mogrifier.py), so it is not used.
+        with torch.jit.optimized_execution(x.is_cuda or self.step != "script"):
+            out, h, c = run(x, h, c, mask, factors, biases, self.weight_ih.t(), w_hh.t(), self.bias,
+                            self.capped_input_gate, self.fused_gates)
         return out, (h, c)
 
     def extra_repr(self) -> str:

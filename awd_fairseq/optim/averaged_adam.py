@@ -13,7 +13,7 @@ it attaches the optimizer (and, under --fp16, the copy of swapped fp32 weights i
 
 lamb's loss is summed over a window's time steps and averaged over its streams, fairseq's is a
 mean over tokens: lamb's gradient is `--bptt` times fairseq's. Adam does not see the scale, but
-the L2 penalty, the clipping threshold and epsilon do: the recipes (awd_fairseq/config/lamb/)
+the L2 penalty, the clipping threshold and epsilon do: the recipes (config/recipe/*_mogrifier.yaml)
 divide lamb's `l2_penalty`, `max_grad_norm` and `adam_epsilon` by lamb's `max_time_steps`.
 """
 import logging

@@ -77,6 +77,9 @@ RECIPES: Dict[str, Recipe] = {
                published={"finetune": (56.54, 54.44), "dyneval": (48.33, 47.69)}),
         Recipe("wt2_awd_lstm_mos", "wikitext-2", finetune=True, dyneval=DYNEVAL_MOS_WT2,
                published={"finetune": (63.88, 61.45), "dyneval": (42.41, 40.68)}),
+        # deepmind/lamb's Mogrifier LSTM, Melis et al. 2020 (tests/test_mogrifier_recipes.py holds its table)
+        Recipe("ptb_mogrifier", "ptb", published={"train": (None, 50.1)}),
+        Recipe("wt2_mogrifier", "wikitext-2", published={"train": (None, 55.1)}),
     )
 }
 
