@@ -21,9 +21,10 @@ def test_eval_lm_without_our_task_is_refused_naming_the_flag(checkpoint, tiny_bi
 def test_our_model_under_fairseqs_language_modeling_task_is_refused_naming_the_flag(tiny_bin, tmp_path):
     args = train_args(tiny_bin, tmp_path / "ck", "--max-update", "1")
     args[args.index("--task") + 1] = "language_modeling"
-    args += ["--tokens-per-sample", "20"]
+    i = args.index("--bptt")
+    args[i:i + 2] = ["--tokens-per-sample", "20", "--sample-break-mode", "none"]  # the language_modeling task's flags
     proc = run_fairseq("train", args, check=False)
-    assert proc.returncode != 0 and last_line(proc).startswith("ValueError: awd_lstm under fairseq's language_modeling"), \
+    assert proc.returncode != 0 and last_line(proc).startswith("ValueError: AWDLSTMModel under fairseq's language_modeling"), \
         last_line(proc)
     assert last_line(proc).endswith("pass --task awd_language_modeling")
     assert not list((tmp_path / "ck").glob("*.pt"))
