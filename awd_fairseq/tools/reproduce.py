@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 SCORED = {"train": "the trained model", "finetune": "fine-tuned", "pointer": "with the cache pointer",
           "dyneval": "with dynamic evaluation"}
-VALID_STREAMS = 10  # the original reports validation over 10 streams (main.py eval_batch_size), test over 1
+VALID_STREAMS = 10  # main.py reports validation over 10 streams (eval_batch_size), test over 1; pointer.py
+# and dynamiceval.py read one stream for both
 
 
 @dataclass
@@ -64,9 +65,11 @@ def _score(label: str, recipe: Recipe, data: str, checkpoint: Path, task_flags: 
            char_level: bool):
     """(valid, test, seconds) of one checkpoint under one fairseq-eval-lm task."""
     figures, seconds = [], 0.0
-    for split, streams in (("valid", VALID_STREAMS), ("test", 1)):
+    plain = "awd_language_modeling" in task_flags  # the pointer and dynamic evaluation read one stream
+    for split, streams in (("valid", VALID_STREAMS if plain else 1), ("test", 1)):
         cmd = [fairseq_tool("fairseq-eval-lm"), data, "--user-dir", str(USER_DIR), "--path", str(checkpoint),
-               "--gen-subset", split, "--test-batch-size", str(streams), "--no-progress-bar", *task_flags]
+               "--gen-subset", split, *(["--test-batch-size", str(streams)] if plain else []), "--no-progress-bar",
+               *task_flags]
         log = logs / f"{label}_{split}.log"
         step = run_step(f"{recipe.name} {label} {split}", cmd, log)
         seconds += 0.0 if step["reused"] else step["seconds"]
