@@ -27,13 +27,14 @@ BATCH=${BATCH:-20}
 DEMO_THREADS=${DEMO_THREADS:-1}
 
 export OMP_NUM_THREADS="$DEMO_THREADS" MKL_NUM_THREADS="$DEMO_THREADS"
-case "$($PY -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')" in
+CAPABILITY=$($PY -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')
+case "$CAPABILITY" in
   AVX2|AVX512)
     export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2} MKL_CBWR=${MKL_CBWR:-AVX2} \
       ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} DNNL_MAX_CPU_ISA=${DNNL_MAX_CPU_ISA:-AVX2} ;;
-  *) echo "== this CPU has no AVX2 kernels: the figures will differ from the README's (docs/training.md)" ;;
+  *) echo "== torch runs its $CAPABILITY kernels here, not AVX2: the figures will differ from the README's (docs/training.md)" ;;
 esac
-echo "== kernels: ATen ${ATEN_CPU_CAPABILITY:-torch picks}, MKL ${MKL_CBWR:-MKL picks}, oneDNN ${ONEDNN_MAX_CPU_ISA:-oneDNN picks}; $DEMO_THREADS thread(s)"
+echo "== kernels: ATen ${ATEN_CPU_CAPABILITY:-auto}, MKL ${MKL_CBWR:-auto}, oneDNN ${ONEDNN_MAX_CPU_ISA:-auto}; $DEMO_THREADS thread(s)"
 
 if [ ! -f "$DATA/train.bin" ]; then
   echo "== preparing the embedded WikiText-2 into $DATA"
