@@ -29,6 +29,11 @@ def _copy(x):
     return x.detach().clone() if isinstance(x, torch.Tensor) else None
 
 
+def _results(func, args, out):
+    """What an op computed: its outputs, or for an in-place op (``add_``, ``_foreach_add_``) its first argument."""
+    return tree_flatten(args[0] if func._schema.is_mutable and args else out)[0]
+
+
 class OpRecorder(TorchDispatchMode):
     """Records (op name, tensor inputs, tensor outputs) of every op; random and copying ops by name only."""
 
@@ -42,7 +47,7 @@ class OpRecorder(TorchDispatchMode):
         kept = name.startswith("aten.") and not any(s in name for s in SKIPPED)
         inputs = [_copy(x) for x in tree_flatten((args, kwargs))[0]] if kept else None
         out = func(*args, **kwargs)
-        self.ops.append((name, inputs, [_copy(x) for x in tree_flatten(out)[0]] if kept else None))
+        self.ops.append((name, inputs, [_copy(x) for x in _results(func, args, out)] if kept else None))
         return out
 
 
@@ -62,7 +67,7 @@ class OpComparer(TorchDispatchMode):
         if inputs is not None:
             flat, spec = tree_flatten((args, kwargs))
             a, k = tree_unflatten([x.clone() if x is not None else y for x, y in zip(inputs, flat)], spec)
-            for again, want in zip(tree_flatten(func(*a, **k))[0], outputs):
+            for again, want in zip(_results(func, a, func(*a, **k)), outputs):
                 if want is not None and want.is_floating_point() and not torch.equal(again, want):
                     diff = (again.double() - want.double()).abs()
                     self.differing.append((self.i, name, tuple(want.shape), int((diff > 0).sum()), want.numel(),
