@@ -7,6 +7,11 @@
 # DEMO_MAX_UPDATE=N stops after N updates (0, the default, is the whole epoch: 1536 updates).
 # DEMO_MINUTES=M adds a wall-clock cap (fairseq's --stop-time-hours); a slower or busier machine
 # then stops earlier and prints a higher perplexity.
+#
+# The figures also depend on the float rounding of the kernels, which differ by instruction set and
+# thread count, and early training at --lr 30 amplifies a one-ulp difference to a different run
+# (docs/training.md, "Reproducible figures"). So the demo runs on DEMO_THREADS threads (1) and, on
+# x86 machines with AVX2 (AVX-512 ones included), pins ATen, oneDNN and MKL to their AVX2 kernels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -19,6 +24,17 @@ SEED=${SEED:-1882}
 MODEL=${MODEL:---emsize 64 --nhid 256 --nlayers 2 --split-softmax-cutoffs 2000,10000}
 REG=${REG:---dropout 0.1 --dropouth 0.1 --dropouti 0.1 --dropoute 0 --wdrop 0.2}
 BATCH=${BATCH:-20}
+DEMO_THREADS=${DEMO_THREADS:-1}
+
+export OMP_NUM_THREADS="$DEMO_THREADS" MKL_NUM_THREADS="$DEMO_THREADS"
+CAPABILITY=$($PY -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')
+case "$CAPABILITY" in
+  AVX2|AVX512)
+    export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2} MKL_CBWR=${MKL_CBWR:-AVX2} \
+      ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} DNNL_MAX_CPU_ISA=${DNNL_MAX_CPU_ISA:-AVX2} ;;
+  *) echo "== torch runs its $CAPABILITY kernels here, not AVX2: the figures will differ from the README's (docs/training.md)" ;;
+esac
+echo "== kernels: ATen ${ATEN_CPU_CAPABILITY:-auto}, MKL ${MKL_CBWR:-auto}, oneDNN ${ONEDNN_MAX_CPU_ISA:-auto}; $DEMO_THREADS thread(s)"
 
 if [ ! -f "$DATA/train.bin" ]; then
   echo "== preparing the embedded WikiText-2 into $DATA"
