@@ -35,6 +35,7 @@ def main(args) -> dict:
         data=args.data, out=Path(args.out), budget=budget(args), models=args.models.split(","), size=args.size,
         awd_recipe=args.awd_recipe, qrnn_recipe=args.qrnn_recipe, mos_recipe=args.mos_recipe,
         char_level=args.char_level, pointer=not args.no_pointer, pointer_window=args.pointer_window, dyneval=dyneval,
+        dyneval_models=args.dyneval_models.split(",") if args.dyneval_models else None,
         calibration_updates=args.calibration_updates, cpu=args.cpu, log_interval=args.log_interval,
         valid_every_updates=args.valid_every_updates, tensorboard=args.tensorboard, progress=not args.no_progress,
     )
@@ -66,6 +67,8 @@ def cli_main() -> None:
     p.add_argument("--no-pointer", action="store_true", help="skip the cache-pointer columns")
     p.add_argument("--pointer-window", type=int, default=500, help="cache size (PTB recipe: 500; WT2: 3785)")
     p.add_argument("--no-dyneval", action="store_true", help="skip the dynamic-evaluation columns")
+    p.add_argument("--dyneval-models", default="",
+                   help="comma-separated models that get the dynamic-evaluation columns (default: every one that can)")
     p.add_argument("--dyneval-search-segments", type=int, default=2000,
                    help="tune dynamic evaluation on the first N segments of valid (0: all of it)")
     p.add_argument("--dyneval-etas", help="comma-separated eta grid (default: the reference's, scaled)")

@@ -88,3 +88,16 @@ def test_the_transformer_warm_up_is_scaled_to_the_budget():
     assert specs["transformer_lm"].schedule(5) == ["--warmup-updates", "1"]
     assert "--warmup-updates" not in specs["transformer_lm"].train
     assert specs["awd_lstm"].schedule(1000) == [] and specs["lstm_lm"].dyneval is None
+
+
+def test_the_plots_mark_the_published_validation_figure_at_the_recipes_sizes_only():
+    from pathlib import Path
+
+    from awd_fairseq.tools.compare.pipeline import Comparison, published_valid
+    from awd_fairseq.tools.recipes import RECIPES
+
+    c = Comparison(data="x", out=Path("."), budget=budget.Budget("updates", 1), qrnn_recipe="wt2_qrnn")
+    assert published_valid(c) == {"awd_lstm": 61.2, "qrnn": RECIPES["wt2_qrnn"].published["train"][0],
+                                  "awd_lstm_mos": 56.54}  # the MoS paper gives the fine-tuned model's
+    c.size = "small"
+    assert published_valid(c) == {}

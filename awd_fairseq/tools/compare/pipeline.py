@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 from .. import dyneval_tuning, pointer_tuning
 from ..cli import USER_DIR, fairseq_tool
+from ..recipes import RECIPES
 from . import report
 from .budget import Budget, calibration_flags, measured_speed
 from .runner import TrainProgress, reuse_or_call, run_step
@@ -54,6 +55,7 @@ class Comparison:
     pointer: bool = True
     pointer_window: int = 500
     dyneval: Optional[DynevalSearch] = field(default_factory=DynevalSearch)
+    dyneval_models: Optional[Sequence[str]] = None  # the models given the dynamic-evaluation columns (None: all)
     calibration_updates: int = 30
     cpu: bool = False
     log_interval: int = 50
@@ -126,7 +128,7 @@ def tuned_pointer(c: Comparison, spec: ModelSpec, folder: Path) -> Optional[Dict
 
 
 def tuned_dyneval(c: Comparison, spec: ModelSpec, folder: Path) -> Optional[Dict]:
-    if c.dyneval is None or spec.dyneval is None:
+    if c.dyneval is None or spec.dyneval is None or (c.dyneval_models is not None and spec.name not in c.dyneval_models):
         return None
     search = c.dyneval
     flags = ["--task", "awd_dynamic_eval", "--dyneval-max-segments", str(search.statistics_segments), *spec.dyneval]
@@ -152,6 +154,20 @@ def run_model(c: Comparison, spec: ModelSpec) -> Dict:
                             tuned_dyneval(c, spec, folder))
 
 
+def published_valid(c: Comparison) -> Dict[str, float]:
+    """The published validation figure of each recipe model, where the models have the recipes' sizes
+    (after training; the MoS recipes publish the fine-tuned one)."""
+    if c.size != "recipe":
+        return {}
+    out = {}
+    for model, recipe in (("awd_lstm", c.awd_recipe), ("qrnn", c.qrnn_recipe), ("awd_lstm_mos", c.mos_recipe)):
+        figures = RECIPES[recipe].published
+        valid = (figures.get("train") or figures.get("finetune") or (None, None))[0]
+        if model in c.models and valid is not None:
+            out[model] = valid
+    return out
+
+
 def run(c: Comparison) -> Dict:
     c.out.mkdir(parents=True, exist_ok=True)
     specs = model_specs(c.data, c.size, c.awd_recipe, c.qrnn_recipe, c.mos_recipe)
@@ -169,9 +185,13 @@ def run(c: Comparison) -> Dict:
     for p in problems:
         logger.error(p)
     notes = report.notes(rows, c.budget.describe(), c.dyneval.describe() if c.dyneval else None, problems)
+    skipped = [m for m in c.models if c.dyneval and c.dyneval_models is not None and m not in c.dyneval_models
+               and specs[m].dyneval is not None]
+    if skipped:
+        notes.append(f"Dynamic evaluation not run for {', '.join(skipped)} (--dyneval-models).")
     table = report.markdown_table(rows, c.char_level)
     (c.out / "table.md").write_text(table + "\n" + "\n".join(notes) + "\n")
-    plots = report.plot_curves(rows, c.out, c.char_level)
+    plots = report.plot_curves(rows, c.out, c.char_level, published_valid(c))
     (c.out / "results.json").write_text(json.dumps({"budget": c.budget.describe(), "rows": rows,
                                                     "problems": problems, "notes": notes}, indent=1))
     return {"rows": rows, "table": table, "notes": notes, "plots": plots, "problems": problems}
