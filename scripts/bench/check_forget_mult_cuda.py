@@ -1,7 +1,7 @@
 """Compare the Triton forget-mult kernels with the reference loop (values and gradients), and on a
 GPU also the PTB QRNN's first layer in fp32 and under fp16 / bf16 autocast against float64.
 
-On a GPU session:   python scripts/bench/check_forget_mult_cuda.py [--bench]
+On a GPU machine:   python scripts/bench/check_forget_mult_cuda.py [--bench]
                     python scripts/bench/bench_qrnn_vs_lstm.py --device cuda --updates 200 --rounds 2
 Without a GPU, the same kernels run on CPU tensors in Triton's interpreter (slow, small shapes):
                     python scripts/bench/check_forget_mult_cuda.py --interpret

@@ -3,7 +3,7 @@
 tokens/s next to fp32's. fp32 runs twice (two seeds): the gap between its two runs is the noise
 a mixed-precision run's losses are held to.
 
-On a GPU session (PTB binarized first: python scripts/prepare_data.py ptb --from ../shared/data/ptb):
+On a GPU machine (PTB binarized first: python scripts/prepare_data.py ptb --from /path/to/ptb):
     python scripts/bench/check_mixed_precision_cuda.py data-bin/ptb --updates 300
 Prints one table row per run and a verdict line per model; exits non-zero when a precision fails to
 train or its losses fall outside max(3 x the fp32 seed gap, --min-tolerance) bits of fp32's. On the

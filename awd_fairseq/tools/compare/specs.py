@@ -36,7 +36,7 @@ TRANSFORMER_DYNEVAL_SEGMENT = {"recipe": 20, "small": 20, "tiny": 8}
 TRANSFORMER_WARMUP_FRACTION = 4000 / 50000
 
 # model sizes: "recipe" is the published PTB configuration (and a transformer of similar size);
-# "small" the same models at about 5M parameters on PTB (a CPU session's budget, dynamic evaluation
+# "small" the same models at about 5M parameters on PTB (a few hours of CPU, dynamic evaluation
 # included); "tiny" is for tests and dry runs. Recipe fields the recipe does not list are set with ++.
 SIZES: Dict[str, Dict[str, List[str]]] = {
     "recipe": {
