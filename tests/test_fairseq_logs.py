@@ -26,7 +26,11 @@ def _fairseq_bar_output(fmt: str) -> str:
     handler.setFormatter(logging.Formatter(fmt=fmt, datefmt="%Y-%m-%d %H:%M:%S"))
     bar_logger = progress_bar.logger
     bar_logger.addHandler(handler)
-    old_level, bar_logger.level = bar_logger.level, logging.INFO
+    # setLevel, not `.level =`: it clears logging's isEnabledFor cache, which an earlier INFO call
+    # under a WARNING root may have filled; and a dictConfig may have disabled the logger
+    old_level, old_disabled = bar_logger.level, bar_logger.disabled
+    bar_logger.setLevel(logging.INFO)
+    bar_logger.disabled = False
     try:
         bar = progress_bar.JsonProgressBar(list(range(4)), epoch=3, prefix="epoch 003", log_interval=2)
         for i in bar:
@@ -40,7 +44,8 @@ def _fairseq_bar_output(fmt: str) -> str:
         bar.print(OrderedDict(loss=5.75, ppl=2 ** 5.75, num_updates=13), tag="test", step=13)
     finally:
         bar_logger.removeHandler(handler)
-        bar_logger.level = old_level
+        bar_logger.setLevel(old_level)
+        bar_logger.disabled = old_disabled
     # interleave an unrelated fairseq line, as the real console output has
     return "2026-12-01 21:00:00 | INFO | fairseq.trainer | begin training epoch 3\n" + stream.getvalue()
 
