@@ -15,4 +15,4 @@ demo: install
 	PATH=$(abspath $(VENV))/bin:$$PATH bash scripts/demo.sh
 
 test: install
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -n auto --dist loadfile

@@ -25,6 +25,6 @@ fi
 # fairseq's run-time needs (scikit-learn: fairseq imports it at start-up), ours, and the tests';
 # matplotlib for scripts/compare_lms.py's plots, tensorboardX for fairseq's --tensorboard-logdir.
 pip_install hydra-core==1.3.2 omegaconf==2.3.0 bitarray sacrebleu regex tqdm cffi scikit-learn packaging \
-  sentencepiece pytest matplotlib tensorboardX
+  sentencepiece pytest pytest-xdist matplotlib tensorboardX
 pip_install --no-deps --no-build-isolation -e .
 "$PY" -c "import fairseq, torch, awd_fairseq; print('[install] ok: torch', torch.__version__, 'fairseq', fairseq.__version__)"

@@ -22,6 +22,9 @@ def pytest_collection_modifyitems(config, items):
     if misplaced:
         raise pytest.UsageError(f"tests running the fairseq tools outside a {E2E_PREFIX}*.py file: "
                                 f"{', '.join(misplaced)}; move them to one")
+    # the end-to-end files first: with `pytest -n` (make test) the quick unit tests then fill the
+    # workers' last minutes instead of one long e2e file running alone at the end
+    items.sort(key=lambda item: not item.path.name.startswith(E2E_PREFIX))
 
 
 @pytest.fixture(scope="session")
