@@ -34,6 +34,7 @@ def main(args) -> dict:
     comparison = Comparison(
         data=args.data, out=Path(args.out), budget=budget(args), models=args.models.split(","), size=args.size,
         awd_recipe=args.awd_recipe, qrnn_recipe=args.qrnn_recipe, mos_recipe=args.mos_recipe,
+        mogrifier_recipe=args.mogrifier_recipe,
         char_level=args.char_level, pointer=not args.no_pointer, pointer_window=args.pointer_window, dyneval=dyneval,
         dyneval_models=args.dyneval_models.split(",") if args.dyneval_models else None,
         calibration_updates=args.calibration_updates, cpu=args.cpu, log_interval=args.log_interval,
@@ -63,6 +64,7 @@ def cli_main() -> None:
     p.add_argument("--awd-recipe", default="ptb_awd_lstm", help="awd_fairseq/config recipe for awd_lstm")
     p.add_argument("--qrnn-recipe", default="ptb_qrnn", help="awd_fairseq/config recipe for qrnn")
     p.add_argument("--mos-recipe", default="ptb_awd_lstm_mos", help="awd_fairseq/config recipe for awd_lstm_mos")
+    p.add_argument("--mogrifier-recipe", default="ptb_mogrifier", help="awd_fairseq/config recipe for mogrifier_lstm")
     p.add_argument("--char-level", action="store_true", help="character data: report bits per character")
     p.add_argument("--no-pointer", action="store_true", help="skip the cache-pointer columns")
     p.add_argument("--pointer-window", type=int, default=500, help="cache size (PTB recipe: 500; WT2: 3785)")

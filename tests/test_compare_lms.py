@@ -101,3 +101,38 @@ def test_the_plots_mark_the_published_validation_figure_at_the_recipes_sizes_onl
                                   "awd_lstm_mos": 56.54}  # the MoS paper gives the fine-tuned model's
     c.size = "small"
     assert published_valid(c) == {}
+
+
+class _Vocabulary:
+    """A task stand-in with PTB's vocabulary size, for building the compared models."""
+
+    def __init__(self, n=10_000):
+        from fairseq.data import Dictionary
+
+        self.target_dictionary = self.source_dictionary = Dictionary()
+        for i in range(n - len(self.target_dictionary)):
+            self.target_dictionary.add_symbol(f"w{i}")
+
+
+def _parameters_at(size: str, model_class, config_class) -> int:
+    from awd_fairseq.tools.compare.specs import SIZES
+
+    name = model_class.__name__
+    overrides = {}
+    for flag in SIZES[size][{"AWDLSTMModel": "awd_lstm", "MogrifierLSTMModel": "mogrifier_lstm"}[name]]:
+        if flag.startswith("++model."):
+            key, value = flag[len("++model."):].split("=")
+            overrides[key] = int(value)
+    model = model_class.build_model(config_class(**overrides), _Vocabulary())
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_the_small_mogrifier_has_the_small_awd_lstms_parameters():
+    """`--size small` compares the two LSTMs at equal parameters on PTB's vocabulary (within 5%)."""
+    from awd_fairseq.models.awd_lstm import AWDLSTMModel, RecurrentLMConfig
+    from awd_fairseq.models.mogrifier_lstm import MogrifierLSTMConfig, MogrifierLSTMModel
+
+    awd = _parameters_at("small", AWDLSTMModel, RecurrentLMConfig)
+    mogrifier = _parameters_at("small", MogrifierLSTMModel, MogrifierLSTMConfig)
+    assert 4.5e6 < awd < 5e6
+    assert abs(mogrifier / awd - 1) < 0.05, (mogrifier, awd)

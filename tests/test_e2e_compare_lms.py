@@ -99,9 +99,10 @@ def test_compare_end_to_end_with_a_token_budget(corpus, tmp_path):
 
 def test_compare_with_a_time_budget(corpus, tmp_path):
     out = tmp_path / "out"
-    compare(corpus, out, "--budget-minutes", "0.05", "--models", "awd_lstm,transformer_lm", "--no-dyneval")
+    compare(corpus, out, "--budget-minutes", "0.05", "--models", "mogrifier_lstm,transformer_lm", "--no-dyneval")
     results = json.loads((out / "results.json").read_text())
     assert results["budget"].startswith("equal training time: 0.05 minutes")
+    assert [row["model"] for row in results["rows"]] == ["mogrifier_lstm", "transformer_lm"]
     for row in results["rows"]:
         seconds_per_update, _ = speed_of(out / row["model"] / "calibration.log")
         assert row["updates"] == max(1, round(3.0 / seconds_per_update)), row["model"]

@@ -51,6 +51,7 @@ class Comparison:
     awd_recipe: str = "ptb_awd_lstm"
     qrnn_recipe: str = "ptb_qrnn"
     mos_recipe: str = "ptb_awd_lstm_mos"
+    mogrifier_recipe: str = "ptb_mogrifier"
     char_level: bool = False
     pointer: bool = True
     pointer_window: int = 500
@@ -160,7 +161,8 @@ def published_valid(c: Comparison) -> Dict[str, float]:
     if c.size != "recipe":
         return {}
     out = {}
-    for model, recipe in (("awd_lstm", c.awd_recipe), ("qrnn", c.qrnn_recipe), ("awd_lstm_mos", c.mos_recipe)):
+    for model, recipe in (("awd_lstm", c.awd_recipe), ("qrnn", c.qrnn_recipe), ("awd_lstm_mos", c.mos_recipe),
+                          ("mogrifier_lstm", c.mogrifier_recipe)):
         figures = RECIPES[recipe].published
         valid = (figures.get("train") or figures.get("finetune") or (None, None))[0]
         if model in c.models and valid is not None:
@@ -170,7 +172,7 @@ def published_valid(c: Comparison) -> Dict[str, float]:
 
 def run(c: Comparison) -> Dict:
     c.out.mkdir(parents=True, exist_ok=True)
-    specs = model_specs(c.data, c.size, c.awd_recipe, c.qrnn_recipe, c.mos_recipe)
+    specs = model_specs(c.data, c.size, c.awd_recipe, c.qrnn_recipe, c.mos_recipe, c.mogrifier_recipe)
     unknown = [m for m in c.models if m not in specs]
     if unknown:
         raise ValueError(f"--models: unknown {unknown}; choose from {', '.join(specs)}")

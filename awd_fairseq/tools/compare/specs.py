@@ -1,10 +1,11 @@
 """What the comparison trains and how it scores each model: fairseq-train and fairseq-eval-lm
-arguments for this plugin's `awd_lstm`, `qrnn` and `awd_lstm_mos` (their recipes in
-awd_fairseq/config) and for fairseq's own `transformer_lm` and `lstm_lm`.
+arguments for this plugin's `awd_lstm`, `qrnn`, `awd_lstm_mos` and `mogrifier_lstm` (their recipes
+in awd_fairseq/config) and for fairseq's own `transformer_lm` and `lstm_lm`.
 
-* awd_lstm / qrnn / awd_lstm_mos: the recipe as fairseq-train flags (`--awd-recipe`,
-  `--qrnn-recipe`, `--mos-recipe`; PTB by default), scored by fairseq-eval-lm under
-  `awd_language_modeling` as one carried stream (test batch size 1, as the original evaluates).
+* awd_lstm / qrnn / awd_lstm_mos / mogrifier_lstm: the recipe as fairseq-train flags
+  (`--awd-recipe`, `--qrnn-recipe`, `--mos-recipe`, `--mogrifier-recipe`; PTB by default), scored
+  by fairseq-eval-lm under `awd_language_modeling` as one carried stream (test batch size 1, as the
+  original evaluates); the Mogrifier without the softmax temperature lamb fits at evaluation.
 * transformer_lm: fairseq's examples/language_model recipe (transformer_lm on WikiText-103): 512-token
   blocks of the stream (`--sample-break-mode none`), tied embeddings, dropout 0.1, Adam (0.9, 0.98),
   weight decay 0.01, lr 5e-4 with an inverse-square-root schedule, 2048 tokens per batch; its
@@ -50,6 +51,8 @@ SIZES: Dict[str, Dict[str, List[str]]] = {
         "awd_lstm": ["++model.emsize=200", "++model.nhid=400"],
         "qrnn": ["++model.emsize=200", "++model.nhid=400", "++model.nlayers=3"],
         "awd_lstm_mos": ["++model.emsize=200", "++model.nhid=400", "++model.nhidlast=200", "++model.n_experts=5"],
+        # tied with the layers' outputs summed: every layer is --emsize wide; rank in the recipe's proportion
+        "mogrifier_lstm": ["++model.emsize=300", "++model.nhid=300", "++model.mogrifier_rank=28"],
         "transformer_lm": ["--decoder-layers", "4", "--decoder-embed-dim", "256", "--decoder-ffn-embed-dim", "1024",
                            "--decoder-attention-heads", "4"],
         "lstm_lm": ["--decoder-embed-dim", "200", "--decoder-hidden-size", "400", "--decoder-layers", "3",
@@ -60,13 +63,16 @@ SIZES: Dict[str, Dict[str, List[str]]] = {
         "qrnn": ["++model.emsize=16", "++model.nhid=16", "dataset.batch_size=4", "++task.bptt=10"],
         "awd_lstm_mos": ["++model.emsize=16", "++model.nhid=16", "++model.nhidlast=16", "++model.n_experts=2",
                          "dataset.batch_size=4", "++task.bptt=10"],
+        "mogrifier_lstm": ["++model.emsize=16", "++model.nhid=16", "++model.mogrifier_rounds=2",
+                           "++model.mogrifier_rank=4", "dataset.batch_size=4", "++task.eval_batch_size=4",
+                           "++task.bptt=10"],
         "transformer_lm": ["--decoder-layers", "1", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
                            "--decoder-attention-heads", "2", "--max-tokens", "128"],
         "lstm_lm": ["--decoder-embed-dim", "16", "--decoder-hidden-size", "16", "--decoder-layers", "1",
                     "--decoder-out-embed-dim", "16", "--batch-size", "4", "--tokens-per-sample", "10"],
     },
 }
-MODELS = ("awd_lstm", "qrnn", "awd_lstm_mos", "transformer_lm", "lstm_lm")
+MODELS = ("awd_lstm", "qrnn", "awd_lstm_mos", "mogrifier_lstm", "transformer_lm", "lstm_lm")
 
 
 @dataclass
@@ -94,7 +100,8 @@ def _fairseq_lm(arch: str, size: List[str], recipe: List[str]) -> List[str]:
 
 
 def model_specs(data: str, size: str = "recipe", awd_recipe: str = "ptb_awd_lstm",
-                qrnn_recipe: str = "ptb_qrnn", mos_recipe: str = "ptb_awd_lstm_mos") -> Dict[str, ModelSpec]:
+                qrnn_recipe: str = "ptb_qrnn", mos_recipe: str = "ptb_awd_lstm_mos",
+                mogrifier_recipe: str = "ptb_mogrifier") -> Dict[str, ModelSpec]:
     sizes, (block, context) = SIZES[size], EVAL_WINDOW[size]
     recurrent_eval = ["--task", "awd_language_modeling", "--test-batch-size", "1"]
     transformer_eval = ["--task", "language_modeling", "--tokens-per-sample", str(block + context),
@@ -113,6 +120,7 @@ def model_specs(data: str, size: str = "recipe", awd_recipe: str = "ptb_awd_lstm
         "awd_lstm": awd("awd_lstm", awd_recipe),
         "qrnn": awd("qrnn", qrnn_recipe),
         "awd_lstm_mos": awd("awd_lstm_mos", mos_recipe),
+        "mogrifier_lstm": awd("mogrifier_lstm", mogrifier_recipe),
         "transformer_lm": ModelSpec(
             "transformer_lm",
             _fairseq_lm("transformer_lm", sizes["transformer_lm"], [
