@@ -79,6 +79,20 @@ def test_speed_and_what_was_trained_from_the_log(tmp_path):
                                  {"updates": 15, "seconds": 60.0, "tokens": 17_500.0, "loss": 7.0}]
 
 
+def test_curve_reads_the_training_loops_seconds_and_ends_where_the_run_ends(tmp_path):
+    """A validation inside a log interval inflates wpb / wps; the interval's train_wall does not. A
+    run ending between records is validated at its last update, not at the last record's."""
+    log = _log(tmp_path / "train.log",
+               ("valid", {"valid_num_updates": "40", "valid_loss": "8.5"}),
+               ("train_inner", {"num_updates": "50", "wps": "800", "wpb": "1000", "train_wall": "40"}),
+               ("valid", {"valid_num_updates": "50", "valid_loss": "8"}),
+               ("valid", {"valid_num_updates": "70", "valid_loss": "7.5"}),
+               ("train", {"train_num_updates": "70", "train_wpb": "1000", "train_train_wall": "57"}))
+    assert report.curve(log) == [{"updates": 40, "seconds": 32.0, "tokens": 40_000.0, "loss": 8.5},
+                                 {"updates": 50, "seconds": 40.0, "tokens": 50_000.0, "loss": 8.0},
+                                 {"updates": 70, "seconds": 57.0, "tokens": 70_000.0, "loss": 7.5}]
+
+
 def test_the_transformer_warm_up_is_scaled_to_the_budget():
     from awd_fairseq.tools.compare.specs import TRANSFORMER_WARMUP_FRACTION, model_specs
 

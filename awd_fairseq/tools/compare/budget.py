@@ -85,15 +85,24 @@ def trained(train_log) -> Dict[str, float]:
 
 
 def timeline(train_log) -> List[Dict[str, float]]:
-    """Cumulative (updates, training seconds, tokens) at each train_inner record, from its wpb / wps."""
+    """Cumulative (updates, training seconds, tokens) at each train_inner record and at the run's
+    end. An interval's seconds are its `train_wall` (fairseq's training loop alone, whole seconds)
+    where the record has it, else wpb / wps (which counts a validation inside the interval); the
+    end point is `trained`'s, so a validation after the last record is placed where it happened."""
     points, last, seconds, tokens = [{"updates": 0, "seconds": 0.0, "tokens": 0.0}], 0, 0.0, 0.0
     for r in fairseq_logs.train_inner(train_log):
         done = r.get("num_updates", last)
-        if r.get("wps"):
+        if "train_wall" in r:
+            seconds += r["train_wall"]
+        elif r.get("wps"):
             seconds += r["wpb"] * (done - last) / r["wps"]
         tokens += r.get("wpb", 0.0) * (done - last)
         points.append({"updates": done, "seconds": seconds, "tokens": tokens})
         last = done
+    end = trained(train_log)
+    if end["updates"] > last:
+        points.append({"updates": end["updates"], "seconds": max(seconds, end["train_seconds"]),
+                       "tokens": max(tokens, end["tokens"])})
     return points
 
 
