@@ -150,3 +150,24 @@ def test_the_small_mogrifier_has_the_small_awd_lstms_parameters():
     mogrifier = _parameters_at("small", MogrifierLSTMModel, MogrifierLSTMConfig)
     assert 4.5e6 < awd < 5e6
     assert abs(mogrifier / awd - 1) < 0.05, (mogrifier, awd)
+
+
+@pytest.mark.parametrize("size", ["small", "tiny"])
+@pytest.mark.parametrize("name,recipe", [
+    ("awd_lstm", "ptb_awd_lstm"), ("awd_lstm", "wt2_awd_lstm"), ("qrnn", "ptb_qrnn"), ("qrnn", "wt2_qrnn"),
+    ("awd_lstm_mos", "ptb_awd_lstm_mos"), ("awd_lstm_mos", "wt2_awd_lstm_mos"),
+    ("mogrifier_lstm", "ptb_mogrifier"), ("mogrifier_lstm", "wt2_mogrifier"),
+])
+def test_every_compared_recipe_builds_at_the_reduced_sizes(name, recipe, size):
+    """`--size small/tiny` with the PTB and the WikiText-2 recipes gives models fairseq can build
+    (wt2_mogrifier's MoS layer needs its own width), and the sizes reach the model."""
+    from fairseq.models import build_model
+
+    from awd_fairseq.tools import recipes
+    from awd_fairseq.tools.compare.specs import recipe_sizes
+
+    overrides = recipe_sizes(name, recipe, size)
+    cfg = recipes.compose(recipe, ["task.data=x", *overrides])
+    model = build_model(cfg.model, _Vocabulary(1000))
+    emsize = next(int(f.split("=")[1]) for f in overrides if f.startswith("++model.emsize="))
+    assert model.decoder.embed_tokens.weight.shape == (1000, emsize)

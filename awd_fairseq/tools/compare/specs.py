@@ -39,6 +39,8 @@ TRANSFORMER_WARMUP_FRACTION = 4000 / 50000
 # model sizes: "recipe" is the published PTB configuration (and a transformer of similar size);
 # "small" the same models at about 5M parameters on PTB (a few hours of CPU, dynamic evaluation
 # included); "tiny" is for tests and dry runs. Recipe fields the recipe does not list are set with ++.
+# A recurrent model's row is the one of its recipe's architecture (model._name) where there is one,
+# so that a recipe with another output (wt2_mogrifier: mogrifier_lstm_mos) gets the sizes it needs.
 SIZES: Dict[str, Dict[str, List[str]]] = {
     "recipe": {
         "awd_lstm": [], "qrnn": [], "awd_lstm_mos": [],
@@ -53,6 +55,8 @@ SIZES: Dict[str, Dict[str, List[str]]] = {
         "awd_lstm_mos": ["++model.emsize=200", "++model.nhid=400", "++model.nhidlast=200", "++model.n_experts=5"],
         # tied with the layers' outputs summed: every layer is --emsize wide; rank in the recipe's proportion
         "mogrifier_lstm": ["++model.emsize=300", "++model.nhid=300", "++model.mogrifier_rank=28"],
+        "mogrifier_lstm_mos": ["++model.emsize=300", "++model.nhid=300", "++model.nhidlast=300",
+                               "++model.mogrifier_rank=28"],
         "transformer_lm": ["--decoder-layers", "4", "--decoder-embed-dim", "256", "--decoder-ffn-embed-dim", "1024",
                            "--decoder-attention-heads", "4"],
         "lstm_lm": ["--decoder-embed-dim", "200", "--decoder-hidden-size", "400", "--decoder-layers", "3",
@@ -66,6 +70,9 @@ SIZES: Dict[str, Dict[str, List[str]]] = {
         "mogrifier_lstm": ["++model.emsize=16", "++model.nhid=16", "++model.mogrifier_rounds=2",
                            "++model.mogrifier_rank=4", "dataset.batch_size=4", "++task.eval_batch_size=4",
                            "++task.bptt=10"],
+        "mogrifier_lstm_mos": ["++model.emsize=16", "++model.nhid=16", "++model.nhidlast=16",
+                               "++model.mogrifier_rounds=2", "++model.mogrifier_rank=4", "++model.n_experts=2",
+                               "dataset.batch_size=4", "++task.eval_batch_size=4", "++task.bptt=10"],
         "transformer_lm": ["--decoder-layers", "1", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "32",
                            "--decoder-attention-heads", "2", "--max-tokens", "128"],
         "lstm_lm": ["--decoder-embed-dim", "16", "--decoder-hidden-size", "16", "--decoder-layers", "1",
@@ -94,6 +101,13 @@ class ModelSpec:
         return ["--warmup-updates", str(max(1, round(self.warmup_fraction * updates)))]
 
 
+def recipe_sizes(name: str, recipe: str, size: str) -> List[str]:
+    """The size overrides of compared model `name` trained with `recipe`: SIZES' row for the
+    recipe's architecture, else the model's."""
+    rows = SIZES[size]
+    return rows.get(recipes.compose(recipe).model._name, rows[name])
+
+
 def _fairseq_lm(arch: str, size: List[str], recipe: List[str]) -> List[str]:
     return ["--task", "language_modeling", "--arch", arch, "--share-decoder-input-output-embed",
             "--sample-break-mode", "none", "--criterion", "cross_entropy", *recipe, *size]
@@ -110,11 +124,9 @@ def model_specs(data: str, size: str = "recipe", awd_recipe: str = "ptb_awd_lstm
     lstm_eval = ["--task", "language_modeling", "--tokens-per-sample", lstm_block, "--sample-break-mode", "none",
                  "--batch-size", "16"]
 
-    def recipe_flags(name, overrides):
-        return recipes.fairseq_train_args(name, [f"task.data={data}", *overrides])[1:]
-
     def awd(name, recipe):
-        return ModelSpec(name, recipe_flags(recipe, sizes[name]), recurrent_eval, [], [], notes=f"recipe {recipe}")
+        flags = recipes.fairseq_train_args(recipe, [f"task.data={data}", *recipe_sizes(name, recipe, size)])[1:]
+        return ModelSpec(name, flags, recurrent_eval, [], [], notes=f"recipe {recipe}")
 
     specs = {
         "awd_lstm": awd("awd_lstm", awd_recipe),
