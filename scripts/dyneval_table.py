@@ -24,7 +24,7 @@ import logging
 from pathlib import Path
 
 from awd_fairseq.tools import dyneval_tuning, pointer_tuning
-from awd_fairseq.tools.cli import USER_DIR, fairseq_tool, setup_logging
+from awd_fairseq.tools.cli import USER_DIR, fairseq_command, setup_logging
 from awd_fairseq.tools.compare.runner import reuse_or_call, run_step
 from awd_fairseq.tools.fairseq_logs import eval_lm_summary
 
@@ -33,7 +33,7 @@ SPLITS = ("valid", "test")
 
 
 def _eval(args, label, flags, split):
-    cmd = [fairseq_tool("fairseq-eval-lm"), args.data, "--path", args.path, "--user-dir", str(USER_DIR), "--gen-subset", split,
+    cmd = [*fairseq_command("fairseq-eval-lm"), args.data, "--path", args.path, "--user-dir", str(USER_DIR), "--gen-subset", split,
            *(["--cpu"] if args.cpu else []), *flags]
     log = args.out / f"{label}_{split}.log"
     run_step(f"{label} {split}", cmd, log)

@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-from .cli import CONFIG_DIR, USER_DIR, fairseq_tool
+from .cli import CONFIG_DIR, USER_DIR, fairseq_command
 from .flags import train_flags
 
 # pointer.py's lines in the original README (--window, --theta, --lambdasm, --bptt)
@@ -135,11 +135,11 @@ def stage_commands(
     commands = {}
     for stage, (config_name, config_overrides) in stages.items():
         if argparse:
-            commands[stage] = [fairseq_tool("fairseq-train"), *fairseq_train_args(config_name, config_overrides)]
+            commands[stage] = [*fairseq_command("fairseq-train"), *fairseq_train_args(config_name, config_overrides)]
         else:
-            commands[stage] = [fairseq_tool("fairseq-hydra-train"), *hydra_args(config_name), *config_overrides]
+            commands[stage] = [*fairseq_command("fairseq-hydra-train"), *hydra_args(config_name), *config_overrides]
     best = f"{finetuned if recipe.finetune else save_dir}/checkpoint_best.pt"
-    eval_lm = [fairseq_tool("fairseq-eval-lm"), data, "--user-dir", user_dir, "--path", best, "--gen-subset", "test"]
+    eval_lm = [*fairseq_command("fairseq-eval-lm"), data, "--user-dir", user_dir, "--path", best, "--gen-subset", "test"]
     commands["eval"] = [*eval_lm, "--task", "awd_language_modeling"]
     if recipe.pointer:
         pointer = [f"--{k.replace('_', '-')}={v}" for k, v in recipe.pointer.items()]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from . import fairseq_logs
-from .cli import USER_DIR, fairseq_tool
+from .cli import USER_DIR, fairseq_command
 from .compare.runner import run_step
 from .recipes import Figures, Recipe, compose, stage_commands
 
@@ -67,7 +67,7 @@ def _score(label: str, recipe: Recipe, data: str, checkpoint: Path, task_flags: 
     figures, seconds = [], 0.0
     plain = "awd_language_modeling" in task_flags  # the pointer and dynamic evaluation read one stream
     for split, streams in (("valid", VALID_STREAMS if plain else 1), ("test", 1)):
-        cmd = [fairseq_tool("fairseq-eval-lm"), data, "--user-dir", str(USER_DIR), "--path", str(checkpoint),
+        cmd = [*fairseq_command("fairseq-eval-lm"), data, "--user-dir", str(USER_DIR), "--path", str(checkpoint),
                "--gen-subset", split, *(["--test-batch-size", str(streams)] if plain else []), "--no-progress-bar",
                *task_flags]
         log = logs / f"{label}_{split}.log"

@@ -5,6 +5,7 @@ then write the table, the plots and a JSON of every figure into the output folde
 log and `.done.json` (or result file) live in `<out>/<model>/`; a rerun with the same folder and
 arguments reuses the finished steps, so several processes may each run a subset of the models
 into the same folder and a last run writes the table."""
+import importlib.util
 import json
 import logging
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from .. import dyneval_tuning, pointer_tuning
-from ..cli import USER_DIR, fairseq_tool
+from ..cli import USER_DIR, fairseq_command
 from ..recipes import RECIPES
 from . import report
 from .budget import Budget, calibration_flags, measured_speed
@@ -73,7 +74,7 @@ def _device(c: Comparison) -> List[str]:
 def budget_updates(c: Comparison, spec: ModelSpec, folder: Path) -> int:
     if not c.budget.calibrated:
         return c.budget.updates()
-    cmd = [fairseq_tool("fairseq-train"), c.data, *spec.train, "--user-dir", str(USER_DIR),
+    cmd = [*fairseq_command("fairseq-train"), c.data, *spec.train, "--user-dir", str(USER_DIR),
            *calibration_flags(c.calibration_updates), *_device(c), *c.extra_train.get(spec.name, [])]
     run_step(f"{spec.name} calibration", cmd, folder / "calibration.log")
     speed = measured_speed(folder / "calibration.log")
@@ -85,7 +86,7 @@ def budget_updates(c: Comparison, spec: ModelSpec, folder: Path) -> int:
 
 def train(c: Comparison, spec: ModelSpec, folder: Path, updates: int) -> Dict:
     ckpt = folder / "checkpoints"
-    cmd = [fairseq_tool("fairseq-train"), c.data, *spec.train, *spec.schedule(updates), "--user-dir", str(USER_DIR),
+    cmd = [*fairseq_command("fairseq-train"), c.data, *spec.train, *spec.schedule(updates), "--user-dir", str(USER_DIR),
            "--save-dir", str(ckpt), "--log-format", "json", "--log-interval", str(c.log_interval),
            "--no-epoch-checkpoints", "--max-update", str(updates), *_device(c), *c.extra_train.get(spec.name, [])]
     if c.valid_every_updates:
@@ -105,7 +106,7 @@ def score(c: Comparison, spec: ModelSpec, folder: Path, label: str, flags: List[
     out = {}
     for split in ("valid", "test"):
         log = folder / f"{label}_{split}.log"
-        run_step(f"{spec.name} {label} {split}", [fairseq_tool("fairseq-eval-lm"), c.data, "--path", best,
+        run_step(f"{spec.name} {label} {split}", [*fairseq_command("fairseq-eval-lm"), c.data, "--path", best,
                                                   "--user-dir", str(USER_DIR), *_device(c), *flags,
                                                   "--gen-subset", split], log)
         out[split] = report.eval_summary(log)
@@ -193,7 +194,11 @@ def run(c: Comparison) -> Dict:
         notes.append(f"Dynamic evaluation not run for {', '.join(skipped)} (--dyneval-models).")
     table = report.markdown_table(rows, c.char_level)
     (c.out / "table.md").write_text(table + "\n" + "\n".join(notes) + "\n")
-    plots = report.plot_curves(rows, c.out, c.char_level, published_valid(c))
     (c.out / "results.json").write_text(json.dumps({"budget": c.budget.describe(), "rows": rows,
                                                     "problems": problems, "notes": notes}, indent=1))
+    if importlib.util.find_spec("matplotlib") is None:  # a GPU machine may lack it: the curves are in results.json
+        logger.warning("matplotlib is not installed: no plots (report.plot_curves draws them from results.json)")
+        plots = []
+    else:
+        plots = report.plot_curves(rows, c.out, c.char_level, published_valid(c))
     return {"rows": rows, "table": table, "notes": notes, "plots": plots, "problems": problems}
