@@ -36,6 +36,15 @@ def test_table_reads_perplexity_or_bits_per_character():
     assert "valid bpc" in char[0] and [c.strip() for c in char[2].split("|")][9] == "6.000"
 
 
+def test_the_notes_say_how_each_column_was_tuned_or_that_it_was_not_run():
+    both = report.notes([_row("awd_lstm", 6.0)], "b", "eta and lambda tuned on valid", [])
+    assert "`awd_lstm`: pointer theta 0.5, lambda 0.1; dynamic evaluation segments of 5" in both[1]
+    assert both[2].startswith("The pointer's theta and lambda are tuned on all of valid")
+    assert both[2].endswith("dynamic evaluation's eta and lambda tuned on valid.")
+    neither = report.notes([_row("awd_lstm", 6.0, pointer=False, dyneval=False)], "b", None, [])
+    assert neither[1] == "The pointer columns were not run; dynamic evaluation's columns were not run."
+
+
 def test_scored_token_counts_are_checked():
     assert report.check_scored_tokens([_row("a", 6.0), _row("b", 7.0)]) == []
     bad = _row("b", 7.0)

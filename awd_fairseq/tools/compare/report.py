@@ -102,9 +102,10 @@ def notes(rows: List[Dict], budget: str, dyneval_search: Optional[str], problems
             out.append(f"`{r['model']}`: " + "; ".join(settings) + ".")
         if r.get("caveat"):
             out.append(f"* `{r['model']}`: {r['caveat']}.")
-    out.append("The pointer's theta and lambda are tuned on all of valid (the grids of "
-               "awd_fairseq.tools.pointer_tuning); dynamic evaluation's "
-               + (dyneval_search if dyneval_search else "columns were not run") + ".")
+    pointer = ("The pointer's theta and lambda are tuned on all of valid (the grids of "
+               "awd_fairseq.tools.pointer_tuning)" if any(r.get("pointer") for r in rows)
+               else "The pointer columns were not run")
+    out.append(pointer + "; dynamic evaluation's " + (dyneval_search if dyneval_search else "columns were not run") + ".")
     out.append(f"Scored tokens: valid {sorted(set(counts['valid'].values()))}, test {sorted(set(counts['test'].values()))}"
                + (" (NOT identical across runs)" if problems else " (identical for every run)"))
     return out
