@@ -66,7 +66,7 @@ def main(args) -> int:
             bad.append(key)
     if bad:
         print(f"CI: make demo's perplexities ({', '.join(bad)}) differ from the README's for {updates} updates by more "
-              f"than {args.rtol:g} relative; the figures hold for the demo's pinned AVX2 kernels, its thread count and "
+              f"than {args.rtol:g} relative; the figures hold for the kernels scripts/demo.sh pins, its thread count and "
               f"the README's torch (docs/training.md, 'Reproducible figures'): fix the code, or re-measure and update "
               f"the block 'trained for {updates} updates' in {args.readme}", file=sys.stderr)
         return 1

@@ -11,7 +11,8 @@
 # The figures also depend on the float rounding of the kernels, which differ by instruction set and
 # thread count, and early training at --lr 30 amplifies a one-ulp difference to a different run
 # (docs/training.md, "Reproducible figures"). So the demo runs on DEMO_THREADS threads (1) and, on
-# x86 machines with AVX2 (AVX-512 ones included), pins ATen, oneDNN and MKL to their AVX2 kernels.
+# x86 machines with AVX2 (AVX-512 ones included), pins ATen and oneDNN to their AVX2 kernels and MKL
+# to its COMPATIBLE branch: MKL's AVX2 branch rounds differently on Intel and AMD processors.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
@@ -30,7 +31,7 @@ export OMP_NUM_THREADS="$DEMO_THREADS" MKL_NUM_THREADS="$DEMO_THREADS"
 CAPABILITY=$($PY -c 'import torch; print(torch.backends.cpu.get_cpu_capability())')
 case "$CAPABILITY" in
   AVX2|AVX512)
-    export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2} MKL_CBWR=${MKL_CBWR:-AVX2} \
+    export ATEN_CPU_CAPABILITY=${ATEN_CPU_CAPABILITY:-avx2} MKL_CBWR=${MKL_CBWR:-COMPATIBLE} \
       ONEDNN_MAX_CPU_ISA=${ONEDNN_MAX_CPU_ISA:-AVX2} DNNL_MAX_CPU_ISA=${DNNL_MAX_CPU_ISA:-AVX2} ;;
   *) echo "== torch runs its $CAPABILITY kernels here, not AVX2: the figures will differ from the README's (docs/training.md)" ;;
 esac
